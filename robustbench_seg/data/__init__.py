@@ -1,0 +1,1 @@
+"""Datasets: Cityscapes, Cityscapes-C, synthetic cities."""
