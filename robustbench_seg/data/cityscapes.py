@@ -67,3 +67,55 @@ def list_images(root: str | os.PathLike | None, split: str = "val") -> list[City
     if not images:
         raise RobustSegError(f"no images matching leftImg8bit/{split}/<city>/*{IMAGE_SUFFIX} in {root}")
     return images
+
+
+# ----------------------------------------------------------------------------- labels
+
+IGNORE_INDEX = 255
+
+# Cityscapes label table (cityscapesScripts helpers/labels.py): (name, labelId, trainId).
+# trainId 255 = not evaluated. License plate (-1) is not in the label images.
+LABELS: tuple[tuple[str, int, int], ...] = (
+    ("unlabeled", 0, 255), ("ego vehicle", 1, 255), ("rectification border", 2, 255),
+    ("out of roi", 3, 255), ("static", 4, 255), ("dynamic", 5, 255), ("ground", 6, 255),
+    ("road", 7, 0), ("sidewalk", 8, 1), ("parking", 9, 255), ("rail track", 10, 255),
+    ("building", 11, 2), ("wall", 12, 3), ("fence", 13, 4), ("guard rail", 14, 255),
+    ("bridge", 15, 255), ("tunnel", 16, 255), ("pole", 17, 5), ("polegroup", 18, 255),
+    ("traffic light", 19, 6), ("traffic sign", 20, 7), ("vegetation", 21, 8), ("terrain", 22, 9),
+    ("sky", 23, 10), ("person", 24, 11), ("rider", 25, 12), ("car", 26, 13), ("truck", 27, 14),
+    ("bus", 28, 15), ("caravan", 29, 255), ("trailer", 30, 255), ("train", 31, 16),
+    ("motorcycle", 32, 17), ("bicycle", 33, 18),
+)  # fmt: skip
+NUM_CLASSES = 19
+CLASS_NAMES: tuple[str, ...] = tuple(
+    name for name, _, tid in sorted(LABELS, key=lambda r: r[2]) if tid != IGNORE_INDEX
+)
+# Cityscapes palette for the 19 train classes (cityscapesScripts colours).
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+    (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)  # fmt: skip
+MAX_LABEL_ID = max(lid for _, lid, _ in LABELS)
+
+
+def label_id_to_train_id_lut() -> "np.ndarray":
+    """A 256-entry uint8 lookup table labelId → trainId; ids outside the table map to 255."""
+    import numpy as np
+
+    lut = np.full(256, IGNORE_INDEX, np.uint8)
+    for _, lid, tid in LABELS:
+        lut[lid] = tid
+    return lut
+
+
+def train_id_to_label_id_lut() -> "np.ndarray":
+    """trainId (0..18) → labelId, for writing predictions in the official format."""
+    import numpy as np
+
+    lut = np.zeros(NUM_CLASSES, np.uint8)
+    for _, lid, tid in LABELS:
+        if tid != IGNORE_INDEX:
+            lut[tid] = lid
+    return lut
