@@ -12,6 +12,11 @@ import click
 from robustbench_seg.errors import USER_ERRORS
 
 
+def _progress() -> bool:
+    """Progress bars on an interactive terminal, unless ROBUSTSEG_NO_PROGRESS is set."""
+    return sys.stderr.isatty() and not os.environ.get("ROBUSTSEG_NO_PROGRESS")
+
+
 def _user_errors(fn):
     """Show a user-caused error as one line (exit 2); Ctrl-C as one line (exit 130)."""
 
@@ -116,11 +121,70 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
     summary = generate_cityscapes_c(
         cityscapes_root, out, split=split, corruptions=corruptions, severities=severities,
         seed=seed, workers=workers, limit=limit, backend=backend, skip_bad=skip_bad,
-        progress=not os.environ.get("ROBUSTSEG_NO_PROGRESS"),
+        progress=_progress(),
     )  # fmt: skip
     click.echo(f"{summary.images} images x {summary.variants} variants: {summary.line()}")
     for image_id, err in summary.failed:
         click.echo(f"  failed: {image_id}: {err}", err=True)
+
+
+@cli.command("evaluate")
+@click.option("--model", "-m", required=True,
+              help="Registry name or alias (b0..b5, segformer-b5, deeplabv3plus-r101, ...), or a "
+              "custom builder: path/to/file.py:build or package.module:build.")
+@click.option("--weights", default="default", show_default=True,
+              help="'default' (the catalog's Cityscapes weights), a file or save_pretrained "
+              "folder, an https:// URL, hf://<repo id>, or 'none' (random init).")
+@click.option("--cityscapes-root", type=click.Path(path_type=Path), default=None,
+              help="Cityscapes root. Default: $CITYSCAPES_DATASET.")
+@click.option("--split", default="val", show_default=True)
+@click.option("--cityscapes-c", type=click.Path(path_type=Path), default=None,
+              help="A tree made by make-cityscapes-c; without it, images are corrupted on the fly "
+              "(identical pixels).")
+@click.option("--corruptions", default="benchmark", show_default=True,
+              help="As make-cityscapes-c; 'none' evaluates the clean images only.")
+@click.option("--severities", default="protocol", show_default=True, help="As make-cityscapes-c.")
+@click.option("--no-clean", is_flag=True, help="Skip the clean cell.")
+@click.option("--limit", type=int, default=None, help="Only the first N images (sorted).")
+@click.option("--inference", type=click.Choice(["slide", "whole"]), default="slide", show_default=True)
+@click.option("--crop", type=int, default=1024, show_default=True, help="Sliding-window size.")
+@click.option("--stride", type=int, default=768, show_default=True, help="Sliding-window step.")
+@click.option("--batch-size", type=int, default=2, show_default=True,
+              help="Windows (slide) or images (whole) per forward pass.")
+@click.option("--workers", type=int, default=None, help="Loader processes. Default: min(4, cores).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Corruption seed (on the fly).")
+@click.option("--backend", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
+              help="Corruption backend (on the fly).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory, e.g. runs/b5.")
+@click.option("--overwrite", is_flag=True, help="Replace a run of another configuration in --out.")
+@_user_errors
+def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptions, severities,
+                 no_clean, limit, inference, crop, stride, batch_size, workers, device, precision,
+                 seed, backend, out, overwrite) -> None:  # fmt: skip
+    """Evaluate a model on clean Cityscapes and every Cityscapes-C corruption and severity.
+
+    Writes OUT/run.json, OUT/cells/<cell>.npz, OUT/results.csv (per cell and class) and
+    OUT/summary.csv (the Table 5 row: clean, 16 corruption means, mPC, rPC). Re-running with the
+    same --out resumes. Multi-GPU: torchrun --nproc-per-node N -m robustbench_seg evaluate ...
+
+    Example: robustseg evaluate --model b5 --out runs/b5
+    """
+    from robustbench_seg.engine.evaluate import _dist, format_summary, summary_frame, evaluate
+
+    results = evaluate(
+        model, weights=None if weights == "none" else weights, cityscapes_root=cityscapes_root,
+        split=split, cityscapes_c=cityscapes_c,
+        corruptions=None if corruptions == "none" else corruptions, severities=severities,
+        clean=not no_clean, limit=limit, inference=inference, crop=crop, stride=stride,
+        batch_size=batch_size, workers=workers, device=device, precision=precision, out=out,
+        overwrite=overwrite, seed=seed, backend=backend,
+        progress=_progress(),
+    )  # fmt: skip
+    if _dist()[0] == 0:
+        click.echo(format_summary(summary_frame(results)))
+        click.echo(f"results: {out}/results.csv, summary: {out}/summary.csv")
 
 
 def main() -> None:

@@ -119,3 +119,80 @@ def train_id_to_label_id_lut() -> "np.ndarray":
         if tid != IGNORE_INDEX:
             lut[tid] = lid
     return lut
+
+
+# ----------------------------------------------------------------------------- pairs
+
+
+@dataclass(frozen=True)
+class CityscapesPair:
+    """An image and its fine label map.
+
+    Attributes:
+        image: the image entry (id, path).
+        label_path: ``*_gtFine_labelTrainIds.png`` when present, else ``*_gtFine_labelIds.png``.
+        train_ids: True when ``label_path`` already holds trainIds.
+    """
+
+    image: CityscapesImage
+    label_path: Path
+    train_ids: bool
+
+    @property
+    def image_id(self) -> str:
+        return self.image.image_id
+
+
+def list_pairs(root: str | os.PathLike | None, split: str = "val") -> list[CityscapesPair]:
+    """Images of a split with their ``gtFine`` labels.
+
+    Raises:
+        RobustSegError: no dataset, an empty split, or an image without its label.
+    """
+    root = resolve_root(root)
+    pairs = []
+    for image in list_images(root, split):
+        city, stem = image.image_id.split("/", 1)
+        base = root / "gtFine" / split / city / stem
+        train = Path(f"{base}_gtFine_labelTrainIds.png")
+        ids = Path(f"{base}_gtFine_labelIds.png")
+        if train.is_file():
+            pairs.append(CityscapesPair(image, train, True))
+        elif ids.is_file():
+            pairs.append(CityscapesPair(image, ids, False))
+        else:
+            raise RobustSegError(f"image {image.rel_path} has no label: expected {ids}")
+    return pairs
+
+
+def load_label(pair: CityscapesPair, image_shape: tuple[int, int] | None = None) -> "np.ndarray":
+    """The label map of ``pair`` as uint8 trainIds (255 = ignore).
+
+    Raises:
+        RobustSegError: unreadable file, ids outside the Cityscapes table, or a size that
+        differs from ``image_shape``.
+    """
+    import cv2
+    import numpy as np
+
+    label = cv2.imread(str(pair.label_path), cv2.IMREAD_UNCHANGED)
+    if label is None or label.ndim != 2:
+        raise RobustSegError(f"cannot read label map (8-bit, one channel) {pair.label_path}")
+    if image_shape is not None and tuple(label.shape) != tuple(image_shape):
+        raise RobustSegError(
+            f"label {pair.label_path.name} is {label.shape[1]}x{label.shape[0]} but its image "
+            f"is {image_shape[1]}x{image_shape[0]}"
+        )
+    if pair.train_ids:
+        bad = (label >= NUM_CLASSES) & (label != IGNORE_INDEX)
+        if bad.any():
+            raise RobustSegError(
+                f"label {pair.label_path.name} holds trainId {int(label[bad][0])}, not 0..18 or 255"
+            )
+        return label.astype(np.uint8)
+    if label.max() > MAX_LABEL_ID:
+        raise RobustSegError(
+            f"label {pair.label_path.name} holds id {int(label.max())}, outside the Cityscapes "
+            f"label table (0..{MAX_LABEL_ID})"
+        )
+    return label_id_to_train_id_lut()[label]

@@ -429,3 +429,65 @@ def generate_cityscapes_c(
         (out / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+# ----------------------------------------------------------------------------- views
+
+
+CLEAN = "clean"
+
+
+def cell_name(corruption: str | None, severity: int | None) -> str:
+    """``clean`` or ``<corruption>-<severity>``: the name of one evaluation cell."""
+    return CLEAN if corruption is None else f"{corruption}-{severity}"
+
+
+class CellView:
+    """The images of one cell (clean, or one corruption x severity) with their labels.
+
+    Reads a generated Cityscapes-C tree when ``cityscapes_c`` is given, else corrupts on the fly
+    with the same seeding rule (identical pixels either way). Picklable, so DataLoader workers
+    can corrupt in parallel. Items: ``(index, image uint8 HxWx3 RGB, trainIds uint8 HxW)``.
+    """
+
+    def __init__(self, pairs, corruption: str | None = None, severity: int | None = None, *,
+                 cityscapes_c: str | os.PathLike | None = None, seed: int = 0,
+                 backend: str = "fast") -> None:  # fmt: skip
+        self.pairs = list(pairs)
+        self.corruption, self.severity = corruption, severity
+        self.tree = Path(cityscapes_c) if cityscapes_c is not None else None
+        self.seed, self.backend = seed, backend
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def image(self, i: int) -> np.ndarray:
+        pair = self.pairs[i]
+        if self.corruption is None:
+            return read_rgb(pair.image.path)
+        if self.tree is not None:
+            path = variant_path(self.tree, self.corruption, self.severity, pair.image)
+            if not path.is_file():
+                raise RobustSegError(
+                    f"{path} is missing from the Cityscapes-C tree; run robustseg make-cityscapes-c "
+                    f"--out {self.tree} (it resumes) or drop --cityscapes-c to corrupt on the fly"
+                )
+            return read_rgb(path)
+        ss = variant_seed_sequence(self.seed, pair.image_id, self.corruption, self.severity)
+        clean = read_rgb(pair.image.path)
+        return corrupt(clean, self.corruption, self.severity, np.random.default_rng(ss),
+                       backend=self.backend)  # fmt: skip
+
+    def __getitem__(self, i: int):
+        from robustbench_seg.data.cityscapes import load_label
+
+        image = self.image(i)
+        return i, image, load_label(self.pairs[i], image.shape[:2])
+
+
+def tree_settings(cityscapes_c: str | os.PathLike) -> dict:
+    """``metadata.json`` of a generated tree (seed, backend, protocol); RobustSegError if absent."""
+    path = Path(cityscapes_c) / METADATA
+    if not path.is_file():
+        raise RobustSegError(f"{cityscapes_c} is not a Cityscapes-C tree (no {METADATA})")
+    return json.loads(path.read_text())

@@ -1,0 +1,248 @@
+"""The benchmark runner: views, run directory, numbers, resume, SIGKILL, torchrun, custom models, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from robustbench_seg.cli import cli
+from robustbench_seg.data.cityscapes import list_pairs, load_label
+from robustbench_seg.data.cityscapes_c import CellView, generate_cityscapes_c
+from robustbench_seg.engine.evaluate import evaluate
+from robustbench_seg.engine.metrics import confusion_matrix, mean_iou
+from robustbench_seg.errors import RobustSegError
+from tests.fake_cityscapes import make_fake_cityscapes
+
+FAST = dict(inference="slide", crop=64, stride=48, batch_size=2, workers=0, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def city(tmp_path):
+    root = tmp_path / "cs"
+    make_fake_cityscapes(root, (2, 1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def b0_weights(tmp_path_factory):
+    from robustbench_seg.models.registry import create_model
+    from robustbench_seg.models.weights import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("segformer-b0")
+    path = tmp_path_factory.mktemp("w") / "b0.safetensors"
+    save_weights(model, path, model_name="segformer-b0", source="test")
+    return path
+
+
+def test_on_the_fly_equals_generated_tree(city, tmp_path):
+    generate_cityscapes_c(city, tmp_path / "cc", corruptions="gaussian_noise,glass_blur,frost",
+                          severities="2", workers=1, progress=False)  # fmt: skip
+    pairs = list_pairs(city, "val")
+    for corruption in ("gaussian_noise", "glass_blur", "frost"):
+        fly = CellView(pairs, corruption, 2, seed=0)
+        tree = CellView(pairs, corruption, 2, cityscapes_c=tmp_path / "cc")
+        for i in range(len(pairs)):
+            a, b = fly[i], tree[i]
+            assert np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
+    assert not np.array_equal(CellView(pairs, "fog", 1, seed=1).image(0), CellView(pairs, "fog", 1, seed=0).image(0))
+
+
+def test_run_directory_and_numbers(city, tmp_path, b0_weights):
+    out = tmp_path / "run"
+    df = evaluate("b0", weights=str(b0_weights), cityscapes_root=city, corruptions="gaussian_noise,fog",
+                  severities="1,2", out=out, **FAST)  # fmt: skip
+    cells = sorted(p.stem for p in (out / "cells").glob("*.npz"))
+    assert cells == ["clean", "fog-1", "fog-2", "gaussian_noise-1", "gaussian_noise-2"]
+    assert len(df) == 5 * 19 and set(df["images"]) == {3}
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["model"] == "segformer-b0" and run["finished"] and len(run["config_hash"]) == 16
+    assert run["config"]["weights_sha256"] and run["config"]["num_images"] == 3
+    # independent recomputation of the clean cell: whole-image windows, argmax, confusion
+    from robustbench_seg.engine.inference import predict_logits, preprocess
+    from robustbench_seg.models.registry import create_model, get_model_entry
+
+    model = create_model("b0", weights=str(b0_weights)).eval()
+    conf = np.zeros((19, 19), np.int64)
+    for pair in list_pairs(city, "val"):
+        img = cv2.imread(str(pair.image.path))[:, :, ::-1].copy()
+        with torch.no_grad():
+            logits = predict_logits(model, preprocess(img, get_model_entry("b0").preprocessing),
+                                    mode="slide", crop=64, stride=48, batch_size=2)  # fmt: skip
+        conf += confusion_matrix(load_label(pair), logits.argmax(1)[0].numpy())
+    with np.load(out / "cells" / "clean.npz") as z:
+        assert np.array_equal(z["confusion"], conf)
+    res = pd.read_csv(out / "results.csv")
+    assert abs(res[res.cell == "clean"]["miou"].iloc[0] - mean_iou(conf)) < 1e-12
+    summ = pd.read_csv(out / "summary.csv")
+    assert list(summ.columns) == ["model", "clean", "gaussian_noise", "fog", "mPC", "rPC"]
+    fog = res[res.corruption == "fog"].drop_duplicates("cell")["miou"].mean() * 100
+    assert abs(summ["fog"].iloc[0] - fog) < 1e-3
+    assert abs(summ["mPC"].iloc[0] - (summ["fog"].iloc[0] + summ["gaussian_noise"].iloc[0]) / 2) < 1e-3
+
+
+def test_resume_and_config_mismatch(city, tmp_path, b0_weights):
+    out = tmp_path / "run"
+    kw = dict(weights=str(b0_weights), cityscapes_root=city, corruptions="contrast", severities="1", out=out)
+    first = evaluate("b0", **kw, **FAST)
+    stamp = (out / "cells" / "contrast-1.npz").stat().st_mtime_ns
+    again = evaluate("b0", **kw, **FAST)
+    assert (out / "cells" / "contrast-1.npz").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(first, again)
+    with pytest.raises(RobustSegError, match="another configuration"):
+        evaluate("b0", **kw, **{**FAST, "stride": 32})
+    evaluate("b0", **kw, **{**FAST, "stride": 32}, overwrite=True)
+    assert json.loads((out / "run.json").read_text())["config"]["stride"] == 32
+
+
+def _cli(args, env=None, **popen):
+    cmd = [sys.executable, "-m", "robustbench_seg", *args]
+    return subprocess.Popen(cmd, env={**os.environ, "ROBUSTSEG_NO_PROGRESS": "1", **(env or {})}, **popen)
+
+
+def _eval_args(city, weights, out, corr="benchmark", sev="1"):
+    return ["evaluate", "--model", "b0", "--weights", str(weights), "--cityscapes-root", str(city),
+            "--corruptions", corr, "--severities", sev, "--crop", "64", "--stride", "48",
+            "--workers", "0", "--device", "cpu", "--out", str(out)]  # fmt: skip
+
+
+def test_sigkill_mid_run_resumes_identically(city, tmp_path, b0_weights):
+    ref = tmp_path / "ref"
+    evaluate("b0", weights=str(b0_weights), cityscapes_root=city, corruptions="noise,digital", severities="1",
+             out=ref, **FAST)  # fmt: skip
+    out = tmp_path / "killed"
+    proc = _cli(_eval_args(city, b0_weights, out, "noise,digital"), env={"OMP_NUM_THREADS": "1"}, start_new_session=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list((out / "cells").glob("*.npz"))) < 3:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_done = len(list((out / "cells").glob("*.npz")))
+    assert 3 <= n_done < 9, "the kill must land midway"
+    assert not (out / "results.csv").exists()
+    r = _cli(_eval_args(city, b0_weights, out, "noise,digital"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = r.communicate(timeout=300)
+    assert r.returncode == 0, stderr
+    a, b = pd.read_csv(ref / "results.csv"), pd.read_csv(out / "results.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert "mPC" in stdout
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_equal_one(city, tmp_path, b0_weights):
+    make_fake_cityscapes(city, (2, 1, 2), seed=1)  # 5 images: uneven shards
+    one = tmp_path / "one"
+    evaluate("b0", weights=str(b0_weights), cityscapes_root=city, corruptions="fog,shot_noise", severities="2",
+             out=one, **FAST)  # fmt: skip
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+           "-m", "robustbench_seg", *_eval_args(city, b0_weights, two, "fog,shot_noise", "2")[0:]]  # fmt: skip
+    env = {**os.environ, "ROBUSTSEG_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for cell in ("clean", "fog-2", "shot_noise-2"):
+        with np.load(one / "cells" / f"{cell}.npz") as a, np.load(two / "cells" / f"{cell}.npz") as b:
+            assert np.array_equal(a["confusion"], b["confusion"]) and int(b["images"]) == 5
+    assert json.loads((two / "run.json").read_text())["settings"]["world_size"] == 2
+
+
+CUSTOM = '''
+import torch
+from torch import nn
+
+class Tiny(nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.conv = nn.Conv2d(3, k, 3, stride={stride}, padding=1)
+    def forward(self, x):
+        return self.conv(x)
+
+def build():
+    torch.manual_seed(0)
+    return Tiny({k}), {{"num_classes": 19, "mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0]}}
+'''
+
+
+def test_custom_model_file_and_python_api(city, tmp_path):
+    f = tmp_path / "mymodel.py"
+    f.write_text(CUSTOM.format(k=19, stride=2))
+    r = CliRunner().invoke(cli, ["evaluate", "--model", f"{f}:build", "--cityscapes-root", str(city),
+                                 "--corruptions", "none", "--inference", "whole", "--workers", "0",
+                                 "--out", str(tmp_path / "run")], catch_exceptions=False)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "clean" in r.output and (tmp_path / "run" / "cells" / "clean.npz").exists()
+    sys.path.insert(0, str(tmp_path))
+    try:
+        df = evaluate("mymodel:build", cityscapes_root=city, corruptions=None, **FAST)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert len(df) == 19 and df["images"].iloc[0] == 3
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("m2", f)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    module, meta = mod.build()
+    from robustbench_seg.models.registry import Preprocessing
+
+    df2 = evaluate(module, preprocessing=Preprocessing((0.0,) * 3, (255.0,) * 3), cityscapes_root=city,
+                   corruptions=None, **FAST)  # fmt: skip
+    assert np.allclose(df2["iou"].fillna(-1).values, df["iou"].fillna(-1).values)
+
+
+def test_custom_model_wrong_classes(city, tmp_path):
+    f = tmp_path / "bad.py"
+    f.write_text(CUSTOM.format(k=7, stride=1))
+    r = CliRunner().invoke(cli, ["evaluate", "--model", f"{f}:build", "--cityscapes-root", str(city),
+                                 "--corruptions", "none", "--workers", "0", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert r.exit_code == 2 and "returned 7 classes, expected 19" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def _cli_error(*args):
+    r = CliRunner().invoke(cli, ["evaluate", "--model", "b0", "--weights", "none", "--workers", "0", *args])
+    assert r.exit_code == 2, r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    return r.output
+
+
+def test_bad_input(city, tmp_path, monkeypatch):
+    monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
+    assert "CITYSCAPES_DATASET" in _cli_error("--out", str(tmp_path / "o"))
+    assert "no folder" in _cli_error("--cityscapes-root", str(city), "--split", "train", "--out", str(tmp_path / "o"))
+    (city / "leftImg8bit/test/berlin").mkdir(parents=True)
+    assert "no images" in _cli_error("--cityscapes-root", str(city), "--split", "test", "--out", str(tmp_path / "o"))
+    lab = next((city / "gtFine/val/aachen").glob("*000000*labelIds.png"))
+    lab.rename(lab.with_suffix(".bak"))
+    assert "has no label" in _cli_error("--cityscapes-root", str(city), "--out", str(tmp_path / "o"))
+    lab.with_suffix(".bak").rename(lab)
+    cv2.imwrite(str(lab), np.zeros((32, 64), np.uint8))
+    assert "64x32 but its image is 128x64" in _cli_error("--cityscapes-root", str(city), "--corruptions", "none",
+                                                         "--out", str(tmp_path / "o1"))  # fmt: skip
+    cv2.imwrite(str(lab), np.full((64, 128), 40, np.uint8))
+    assert "outside the Cityscapes label table" in _cli_error("--cityscapes-root", str(city), "--corruptions",
+                                                               "none", "--out", str(tmp_path / "o2"))  # fmt: skip
+    if not torch.cuda.is_available():
+        assert "no CUDA GPU" in _cli_error("--cityscapes-root", str(city), "--device", "cuda", "--out", str(tmp_path / "o3"))
+    assert "unknown model" in CliRunner().invoke(cli, ["evaluate", "--model", "b9", "--out", "x"]).output
