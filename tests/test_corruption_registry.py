@@ -119,3 +119,17 @@ def test_fast_backend_contract(name, small_image):
     assert np.array_equal(a, b)
     odd = corrupt(np.ascontiguousarray(small_image[:37, :53]), name, 5, 1)
     assert odd.shape == (37, 53, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(37, 53, 3), (64, 64), (5, 7, 1), (3, 4, 5)])
+def test_to_uint8_is_clip_of_round_half_even(dtype, shape):
+    from corruptions._util import to_uint8
+
+    rng = np.random.default_rng(0)
+    x = (rng.random(shape) * 400 - 70).astype(dtype)
+    ties = np.concatenate([np.arange(25) - 0.5, 255 + np.arange(25) - 0.5]).astype(dtype)
+    x.flat[:50] = ties  # exact .5 ties, also just below 0 and around 255
+    np.testing.assert_array_equal(to_uint8(x), np.clip(np.rint(x), 0, 255).astype(np.uint8))
+    y = rng.random(shape).astype(dtype)
+    np.testing.assert_array_equal(to_uint8(y, 255.0), np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8))

@@ -246,3 +246,14 @@ def test_bad_input(city, tmp_path, monkeypatch):
     if not torch.cuda.is_available():
         assert "no CUDA GPU" in _cli_error("--cityscapes-root", str(city), "--device", "cuda", "--out", str(tmp_path / "o3"))
     assert "unknown model" in CliRunner().invoke(cli, ["evaluate", "--model", "b9", "--out", "x"]).output
+
+
+def test_loader_workers_after_opencv_threads(city, tmp_path, b0_weights):
+    # The parent uses OpenCV's thread pool first: forked workers used to deadlock in
+    # cv2.setNumThreads; workers now start clean (forkserver/spawn). Same numbers as in-process.
+    cv2.setNumThreads(2)
+    cv2.GaussianBlur(np.zeros((2048, 2048, 3), np.float32), (0, 0), 5)
+    kw = dict(weights=str(b0_weights), cityscapes_root=city, corruptions="glass_blur,snow", severities="2")
+    a = evaluate("b0", **kw, **FAST)
+    b = evaluate("b0", **kw, **{**FAST, "workers": 2})
+    pd.testing.assert_frame_equal(a, b)

@@ -16,7 +16,6 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -195,9 +194,18 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, list[dict],
         for job in jobs:
             yield _process_image(job)
         return
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    ctx = mp.get_context(worker_start_method())
     with ctx.Pool(workers, initializer=_worker_init) as pool:
         yield from pool.imap_unordered(_process_image, jobs, chunksize=1)
+
+
+def worker_start_method() -> str:
+    """``forkserver`` where available, else ``spawn``: workers start from a clean process.
+
+    Not ``fork``: a forked child inherits OpenCV's (and OpenMP's) thread pools in a broken
+    state, and ``cv2.setNumThreads`` there deadlocks when the parent had used them.
+    """
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
 def _worker_init_main() -> None:

@@ -31,7 +31,13 @@ from torch import nn
 from corruptions import make_protocol
 from corruptions.registry import get_corruption
 from robustbench_seg.data.cityscapes import CLASS_NAMES, NUM_CLASSES, list_pairs, resolve_root
-from robustbench_seg.data.cityscapes_c import CLEAN, CellView, cell_name, tree_settings
+from robustbench_seg.data.cityscapes_c import (
+    CLEAN,
+    CellView,
+    cell_name,
+    tree_settings,
+    worker_start_method,
+)
 from robustbench_seg.engine import metrics
 from robustbench_seg.errors import RobustSegError
 
@@ -508,6 +514,7 @@ def evaluate(
         items, batch_size=per_batch, shuffle=False, num_workers=n_workers, collate_fn=_collate,
         worker_init_fn=_worker_init if n_workers > 0 else None,
         prefetch_factor=4 if n_workers > 0 else None, persistent_workers=False,
+        multiprocessing_context=worker_start_method() if n_workers > 0 else None,
     )  # fmt: skip
     for cell in todo:
         cell.conf = torch.zeros((loaded.num_classes, loaded.num_classes), dtype=torch.int64, device=dev)

@@ -1,0 +1,131 @@
+"""End-to-end evaluation overhead: model-only, corruption-only and on-the-fly `evaluate` in one run.
+
+Same images, cells and settings for the three measurements:
+  * corruption-only: read each image and corrupt it (main process, sequential);
+  * model-only: the same corrupted images held in memory -> preprocess, inference, argmax,
+    confusion matrix;
+  * end-to-end: `robustbench_seg.evaluate` corrupting on the fly in DataLoader workers.
+Target on a 2-core CPU: end-to-end <= 1.1x (model-only + corruption-only). On a GPU: end-to-end
+throughput >= 90% of model-only (corruption hidden in the workers).
+
+Run: .venv/bin/python benchmarks/bench_evaluate.py [--model b0] [--images 4] [--size 512x1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from corruptions import corrupt
+from corruptions.protocol import variant_rng
+from robustbench_seg.data.cityscapes import list_pairs, load_label
+from robustbench_seg.data.cityscapes_c import read_rgb
+from robustbench_seg.engine.evaluate import evaluate, load_model
+from robustbench_seg.engine.inference import predict_logits, preprocess
+from robustbench_seg.engine.metrics import confusion_matrix_torch
+
+CELLS = [("clean", None)] + [(c, 3) for c in (
+    "motion_blur", "defocus_blur", "glass_blur", "gaussian_blur", "gaussian_noise", "impulse_noise",
+    "shot_noise", "speckle_noise", "brightness", "contrast", "saturate", "jpeg_compression",
+    "snow", "spatter", "fog", "frost")]  # fmt: skip
+
+
+def make_dataset(root: Path, n: int, h: int, w: int) -> None:
+    import skimage.data
+
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = cv2.resize(photos[i % 4], (w, h), interpolation=cv2.INTER_CUBIC)
+        stem = f"benchcity_{i:06d}_000019"
+        ip = root / "leftImg8bit/val/benchcity" / f"{stem}_leftImg8bit.png"
+        lp = root / "gtFine/val/benchcity" / f"{stem}_gtFine_labelIds.png"
+        ip.parent.mkdir(parents=True, exist_ok=True)
+        lp.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(ip), img[:, :, ::-1])
+        cv2.imwrite(str(lp), rng.integers(0, 34, (h, w), dtype=np.uint8))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="b0")
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--size", default="512x1024", help="HxW of the images")
+    ap.add_argument("--inference", default="whole", choices=["whole", "slide"])
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="fp32")
+    args = ap.parse_args()
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if args.device == "auto" else args.device))  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "cs"
+        make_dataset(root, args.images, h, w)
+        pairs = list_pairs(root, "val")
+        loaded = load_model(args.model, weights=None)
+        torch.manual_seed(0)
+        net = loaded.module.to(dev).eval()
+        kw = dict(mode=args.inference, crop=1024, stride=768, batch_size=2, precision=args.precision)
+
+        # corruption-only (incl. reading the image and its label)
+        t0 = time.perf_counter()
+        data = []
+        for corruption, sev in CELLS:
+            for pair in pairs:
+                img = read_rgb(pair.image.path)
+                if corruption != "clean":
+                    img = corrupt(img, corruption, sev, variant_rng(0, pair.image_id, corruption, sev))
+                data.append((img, load_label(pair, img.shape[:2])))
+        t_corrupt = time.perf_counter() - t0
+
+        # model-only
+        def run_model():
+            conf = torch.zeros(19, 19, dtype=torch.int64, device=dev)
+            with torch.inference_mode():
+                for img, lab in data:
+                    x = preprocess(img, loaded.preprocessing, dev)
+                    logits = predict_logits(net, x, out_size=lab.shape, **kw)
+                    conf += confusion_matrix_torch(torch.from_numpy(lab).to(dev), logits.argmax(1))
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            return conf
+
+        run_model()  # warm-up (allocator, kernels)
+        t0 = time.perf_counter()
+        run_model()
+        t_model = time.perf_counter() - t0
+
+        # end-to-end, on the fly
+        corr = ",".join(c for c, _ in CELLS[1:])
+        t0 = time.perf_counter()
+        evaluate(net, preprocessing=loaded.preprocessing, cityscapes_root=root, corruptions=corr,
+                 severities="3", inference=args.inference, crop=1024, stride=768, batch_size=2,
+                 workers=args.workers, device=str(dev), precision=args.precision, progress=False)  # fmt: skip
+        t_e2e = time.perf_counter() - t0
+
+    n = len(data)
+    print(f"# evaluate overhead: {args.model}, {n} image-cells ({len(CELLS)} cells x {args.images} images), "
+          f"{h}x{w}, {args.inference}, device {dev}, torch threads {torch.get_num_threads()}, "
+          f"{platform.processor() or platform.machine()}, {datetime.now(timezone.utc):%Y-%m-%d}")  # fmt: skip
+    print("| part | seconds | images/s |")
+    print("|---|---:|---:|")
+    print(f"| corruption-only (read + corrupt, 1 process) | {t_corrupt:.2f} | {n / t_corrupt:.2f} |")
+    print(f"| model-only (in-memory images) | {t_model:.2f} | {n / t_model:.2f} |")
+    print(f"| sum of the parts | {t_corrupt + t_model:.2f} | |")
+    print(f"| end-to-end evaluate (on the fly) | {t_e2e:.2f} | {n / t_e2e:.2f} |")
+    print(f"end-to-end / sum = {t_e2e / (t_corrupt + t_model):.2f} (CPU target <= 1.10); "
+          f"end-to-end / model-only throughput = {t_model / t_e2e:.2f} (GPU target >= 0.90)")
+
+
+if __name__ == "__main__":
+    main()
