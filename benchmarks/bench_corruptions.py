@@ -55,7 +55,9 @@ def timed(fn):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--image", help="a photo (resized to 2048x1024); default: scikit-image astronaut")
+    ap.add_argument(
+        "--image", help="a photo (resized to 2048x1024); default: scikit-image astronaut"
+    )
     ap.add_argument("--json", help="also write the figures as JSON here")
     args = ap.parse_args()
 
@@ -74,22 +76,28 @@ def main() -> None:
     fast_t, ref_t = defaultdict(float), defaultdict(float)
     fast_out, ref_out = [], []
     for name, sev in variants:
-        out, dt = timed(lambda: corrupt(image, name, sev, variant_rng(0, image_id, name, sev)))
+        out, dt = timed(lambda n=name, s=sev: corrupt(image, n, s, variant_rng(0, image_id, n, s)))
         fast_t[name] += dt
         fast_out.append(out)
-        out, dt = timed(lambda: corrupt(image, name, sev, variant_rng(0, image_id, name, sev),
-                                        backend="reference"))  # fmt: skip
+        rng = variant_rng(0, image_id, name, sev)
+        out, dt = timed(lambda n=name, s=sev, r=rng: corrupt(image, n, s, r, backend="reference"))
         ref_t[name] += dt
         ref_out.append(out)
 
-    print(f"# 1. 72-variant grid on one 2048x1024 image, one core ({platform.processor() or platform.machine()})")
+    print(
+        f"# 1. 72-variant grid on one 2048x1024 image, one core ({platform.processor() or platform.machine()})"
+    )
     print("| corruption | severities | fast (s) | reference (s) | speed-up |")
     print("|---|---|---:|---:|---:|")
     for name in CITYSCAPES_C.corruptions:
         sev = ",".join(map(str, CITYSCAPES_C.severities[name]))
-        print(f"| {name} | {sev} | {fast_t[name]:.3f} | {ref_t[name]:.3f} | {ref_t[name] / fast_t[name]:.1f}x |")
+        print(
+            f"| {name} | {sev} | {fast_t[name]:.3f} | {ref_t[name]:.3f} | {ref_t[name] / fast_t[name]:.1f}x |"
+        )
     tf, tr = sum(fast_t.values()), sum(ref_t.values())
-    print(f"| **total** | 72 variants | **{tf:.2f}** | **{tr:.2f}** | **{tr / tf:.1f}x** (target >= 8x) |")
+    print(
+        f"| **total** | 72 variants | **{tf:.2f}** | **{tr:.2f}** | **{tr / tf:.1f}x** (target >= 8x) |"
+    )
 
     # 2. Corrupt + write, end to end, to a real folder.
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,14 +116,18 @@ def main() -> None:
     print("\n# 2. 72 variants corrupted and written as lossless PNG, one core")
     print("| pipeline | seconds | MB written |")
     print("|---|---:|---:|")
-    print(f"| fast + robustseg PNG writer (ISA-L deflate 1, Sub filter) | **{ours_total:.2f}** | {ours_bytes / 1e6:.0f} |")
+    print(
+        f"| fast + robustseg PNG writer (ISA-L deflate 1, Sub filter) | **{ours_total:.2f}** | {ours_bytes / 1e6:.0f} |"
+    )
     print(f"| imagecorruptions + Pillow default PNG | {ref_total:.2f} | {pil_bytes / 1e6:.0f} |")
     print(f"ratio: {ref_total / ours_total:.1f}x; target: ours <= 8 s")
 
     # 3. Encoders on the same 72 images.
     encoders = {
         "robustseg (ISA-L 1, Sub)": lambda x: encode_png(x),
-        "OpenCV level 1": lambda x: cv2.imencode(".png", x[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1],
+        "OpenCV level 1": lambda x: cv2.imencode(
+            ".png", x[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1]
+        )[1],
         "OpenCV level 3 (default)": lambda x: cv2.imencode(".png", x[:, :, ::-1])[1],
         "Pillow default (level 6)": lambda x: _pil_png(x),
     }

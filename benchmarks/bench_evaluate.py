@@ -41,7 +41,12 @@ CELLS = [("clean", None)] + [(c, 3) for c in (
 def make_dataset(root: Path, n: int, h: int, w: int) -> None:
     import skimage.data
 
-    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
+    photos = [
+        skimage.data.astronaut(),
+        skimage.data.coffee(),
+        skimage.data.chelsea(),
+        skimage.data.rocket(),
+    ]
     rng = np.random.default_rng(0)
     for i in range(n):
         img = cv2.resize(photos[i % 4], (w, h), interpolation=cv2.INTER_CUBIC)
@@ -75,7 +80,9 @@ def main() -> None:
         loaded = load_model(args.model, weights=None)
         torch.manual_seed(0)
         net = loaded.module.to(dev).eval()
-        kw = dict(mode=args.inference, crop=1024, stride=768, batch_size=2, precision=args.precision)
+        kw = dict(
+            mode=args.inference, crop=1024, stride=768, batch_size=2, precision=args.precision
+        )
 
         # corruption-only (incl. reading the image and its label)
         t0 = time.perf_counter()
@@ -84,7 +91,9 @@ def main() -> None:
             for pair in pairs:
                 img = read_rgb(pair.image.path)
                 if corruption != "clean":
-                    img = corrupt(img, corruption, sev, variant_rng(0, pair.image_id, corruption, sev))
+                    img = corrupt(
+                        img, corruption, sev, variant_rng(0, pair.image_id, corruption, sev)
+                    )
                 data.append((img, load_label(pair, img.shape[:2])))
         t_corrupt = time.perf_counter() - t0
 
@@ -119,12 +128,16 @@ def main() -> None:
           f"{platform.processor() or platform.machine()}, {datetime.now(timezone.utc):%Y-%m-%d}")  # fmt: skip
     print("| part | seconds | images/s |")
     print("|---|---:|---:|")
-    print(f"| corruption-only (read + corrupt, 1 process) | {t_corrupt:.2f} | {n / t_corrupt:.2f} |")
+    print(
+        f"| corruption-only (read + corrupt, 1 process) | {t_corrupt:.2f} | {n / t_corrupt:.2f} |"
+    )
     print(f"| model-only (in-memory images) | {t_model:.2f} | {n / t_model:.2f} |")
     print(f"| sum of the parts | {t_corrupt + t_model:.2f} | |")
     print(f"| end-to-end evaluate (on the fly) | {t_e2e:.2f} | {n / t_e2e:.2f} |")
-    print(f"end-to-end / sum = {t_e2e / (t_corrupt + t_model):.2f} (CPU target <= 1.10); "
-          f"end-to-end / model-only throughput = {t_model / t_e2e:.2f} (GPU target >= 0.90)")
+    print(
+        f"end-to-end / sum = {t_e2e / (t_corrupt + t_model):.2f} (CPU target <= 1.10); "
+        f"end-to-end / model-only throughput = {t_model / t_e2e:.2f} (GPU target >= 0.90)"
+    )
 
 
 if __name__ == "__main__":

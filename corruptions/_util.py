@@ -16,7 +16,11 @@ def to_uint8(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
         x: float image (any float dtype).
         scale: multiplied in before rounding (255 for images in [0, 1]).
     """
-    if x.dtype in (np.float32, np.float64) and x.ndim in (2, 3) and (x.ndim == 2 or x.shape[2] <= 4):
+    if (
+        x.dtype in (np.float32, np.float64)
+        and x.ndim in (2, 3)
+        and (x.ndim == 2 or x.shape[2] <= 4)
+    ):
         return _cv2_to_uint8(x, scale)
     if scale != 1.0:
         x = x * scale

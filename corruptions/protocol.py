@@ -112,7 +112,9 @@ def resolve_severities(spec: str | Sequence[int], corruptions: Sequence[str]) ->
     return {c: sev for c in corruptions}
 
 
-def make_protocol(corruptions: str | Iterable[str] = "benchmark", severities="protocol") -> Protocol:
+def make_protocol(
+    corruptions: str | Iterable[str] = "benchmark", severities="protocol"
+) -> Protocol:
     """A protocol from CLI-style specs; named ``cityscapes-c`` / ``all-severities`` when it is one."""
     names = resolve_corruptions(corruptions)
     sev = resolve_severities(severities, names)

@@ -62,14 +62,29 @@ def corruptions_cmd() -> None:
 
 @cli.command("corrupt")
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--corruption", "-c", default=None, help="Corruption name (see `robustseg corruptions`).")
+@click.option(
+    "--corruption", "-c", default=None, help="Corruption name (see `robustseg corruptions`)."
+)
 @click.option("--severity", "-s", type=int, default=3, show_default=True, help="Severity 1..5.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed (same seed, same pixels).")
-@click.option("--backend", type=click.Choice(["fast", "reference"]), default="fast", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the corrupted image here (PNG).")
-@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a contact sheet of IMAGE under all 16 Cityscapes-C corruptions.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed (same seed, same pixels)."
+)
+@click.option(
+    "--backend", type=click.Choice(["fast", "reference"]), default="fast", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the corrupted image here (PNG).",
+)
+@click.option(
+    "--sheet",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a contact sheet of IMAGE under all 16 Cityscapes-C corruptions.",
+)
 @_user_errors
 def corrupt_cmd(image, corruption, severity, seed, backend, output, sheet) -> None:
     """Corrupt one IMAGE, or render a contact sheet of all 16 benchmark corruptions."""
@@ -88,22 +103,43 @@ def corrupt_cmd(image, corruption, severity, seed, backend, output, sheet) -> No
 
 
 @cli.command("make-cityscapes-c")
-@click.option("--cityscapes-root", type=click.Path(path_type=Path), default=None,
-              help="Cityscapes root (with leftImg8bit/ and gtFine/). Default: $CITYSCAPES_DATASET.")
+@click.option(
+    "--cityscapes-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Cityscapes root (with leftImg8bit/ and gtFine/). Default: $CITYSCAPES_DATASET.",
+)
 @click.option("--split", default="val", show_default=True, help="Split to corrupt.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output folder for the Cityscapes-C tree.")
-@click.option("--corruptions", default="benchmark", show_default=True,
-              help="'benchmark' (the 16), a category (noise, blur, digital, weather), 'all', "
-              "'extra', or comma-separated names.")
-@click.option("--severities", default="protocol", show_default=True,
-              help="'protocol' (1-3 for the noises, 1-5 otherwise: 72 variants), 'all' (1-5), "
-              "or a list such as '1,3,5' or '1-3'.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output folder for the Cityscapes-C tree.",
+)
+@click.option(
+    "--corruptions",
+    default="benchmark",
+    show_default=True,
+    help="'benchmark' (the 16), a category (noise, blur, digital, weather), 'all', "
+    "'extra', or comma-separated names.",
+)
+@click.option(
+    "--severities",
+    default="protocol",
+    show_default=True,
+    help="'protocol' (1-3 for the noises, 1-5 otherwise: 72 variants), 'all' (1-5), "
+    "or a list such as '1,3,5' or '1-3'.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed.")
 @click.option("--workers", type=int, default=None, help="Processes. Default: all cores.")
 @click.option("--limit", type=int, default=None, help="Only the first N images (sorted).")
-@click.option("--backend", type=click.Choice(["fast", "reference"]), default="fast",
-              show_default=True, help="fast (ours) or reference (imagecorruptions).")
+@click.option(
+    "--backend",
+    type=click.Choice(["fast", "reference"]),
+    default="fast",
+    show_default=True,
+    help="fast (ours) or reference (imagecorruptions).",
+)
 @click.option("--skip-bad", is_flag=True, help="Record unreadable images as failed and go on.")
 @_user_errors
 def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, seed, workers,
@@ -129,35 +165,73 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
 
 
 @cli.command("evaluate")
-@click.option("--model", "-m", required=True,
-              help="Registry name or alias (b0..b5, segformer-b5, deeplabv3plus-r101, ...), or a "
-              "custom builder: path/to/file.py:build or package.module:build.")
-@click.option("--weights", default="default", show_default=True,
-              help="'default' (the catalog's Cityscapes weights), a file or save_pretrained "
-              "folder, an https:// URL, hf://<repo id>, or 'none' (random init).")
-@click.option("--cityscapes-root", type=click.Path(path_type=Path), default=None,
-              help="Cityscapes root. Default: $CITYSCAPES_DATASET.")
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    help="Registry name or alias (b0..b5, segformer-b5, deeplabv3plus-r101, ...), or a "
+    "custom builder: path/to/file.py:build or package.module:build.",
+)
+@click.option(
+    "--weights",
+    default="default",
+    show_default=True,
+    help="'default' (the catalog's Cityscapes weights), a file or save_pretrained "
+    "folder, an https:// URL, hf://<repo id>, or 'none' (random init).",
+)
+@click.option(
+    "--cityscapes-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Cityscapes root. Default: $CITYSCAPES_DATASET.",
+)
 @click.option("--split", default="val", show_default=True)
-@click.option("--cityscapes-c", type=click.Path(path_type=Path), default=None,
-              help="A tree made by make-cityscapes-c; without it, images are corrupted on the fly "
-              "(identical pixels).")
-@click.option("--corruptions", default="benchmark", show_default=True,
-              help="As make-cityscapes-c; 'none' evaluates the clean images only.")
+@click.option(
+    "--cityscapes-c",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A tree made by make-cityscapes-c; without it, images are corrupted on the fly "
+    "(identical pixels).",
+)
+@click.option(
+    "--corruptions",
+    default="benchmark",
+    show_default=True,
+    help="As make-cityscapes-c; 'none' evaluates the clean images only.",
+)
 @click.option("--severities", default="protocol", show_default=True, help="As make-cityscapes-c.")
 @click.option("--no-clean", is_flag=True, help="Skip the clean cell.")
 @click.option("--limit", type=int, default=None, help="Only the first N images (sorted).")
-@click.option("--inference", type=click.Choice(["slide", "whole"]), default="slide", show_default=True)
+@click.option(
+    "--inference", type=click.Choice(["slide", "whole"]), default="slide", show_default=True
+)
 @click.option("--crop", type=int, default=1024, show_default=True, help="Sliding-window size.")
 @click.option("--stride", type=int, default=768, show_default=True, help="Sliding-window step.")
-@click.option("--batch-size", type=int, default=2, show_default=True,
-              help="Windows (slide) or images (whole) per forward pass.")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Windows (slide) or images (whole) per forward pass.",
+)
 @click.option("--workers", type=int, default=None, help="Loader processes. Default: min(4, cores).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Corruption seed (on the fly).")
-@click.option("--backend", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
-              help="Corruption backend (on the fly).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory, e.g. runs/b5.")
+@click.option(
+    "--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Corruption seed (on the fly)."
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["fast", "reference"]),
+    default="fast",
+    show_default=True,
+    help="Corruption backend (on the fly).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Run directory, e.g. runs/b5."
+)
 @click.option("--overwrite", is_flag=True, help="Replace a run of another configuration in --out.")
 @_user_errors
 def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptions, severities,
@@ -171,7 +245,7 @@ def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptio
 
     Example: robustseg evaluate --model b5 --out runs/b5
     """
-    from robustbench_seg.engine.evaluate import _dist, format_summary, summary_frame, evaluate
+    from robustbench_seg.engine.evaluate import _dist, evaluate, format_summary, summary_frame
 
     results = evaluate(
         model, weights=None if weights == "none" else weights, cityscapes_root=cityscapes_root,

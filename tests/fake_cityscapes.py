@@ -10,7 +10,9 @@ import numpy as np
 from tests.conftest import natural_image
 
 
-def make_fake_cityscapes(root: Path, n_per_city=(2, 1), split="val", size=(64, 128), seed=0) -> list[str]:
+def make_fake_cityscapes(
+    root: Path, n_per_city=(2, 1), split="val", size=(64, 128), seed=0
+) -> list[str]:
     """Write ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` and ``gtFine`` labelIds; returns ids."""
     rng = np.random.default_rng(seed)
     ids = []

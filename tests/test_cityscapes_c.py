@@ -51,12 +51,24 @@ def test_layout_manifest_metadata(city, tmp_path):
     assert (s.images, s.variants, s.written, s.skipped, len(s.failed)) == (3, 18, 54, 0, 0)
     pngs = sorted(out.rglob("*_leftImg8bit.png"))
     assert len(pngs) == 54
-    p = out / "gaussian_noise" / "3" / "leftImg8bit" / "val" / "aachen" / "aachen_000001_000019_leftImg8bit.png"
+    p = (
+        out
+        / "gaussian_noise"
+        / "3"
+        / "leftImg8bit"
+        / "val"
+        / "aachen"
+        / "aachen_000001_000019_leftImg8bit.png"
+    )
     assert p.is_file()
     assert not (out / "gaussian_noise" / "4").exists()
     # the written pixels are exactly corrupt() with the variant's seeded generator
-    src = cv2.imread(str(root / "leftImg8bit/val/aachen/aachen_000001_000019_leftImg8bit.png"))[:, :, ::-1]
-    expected = corrupt(src, "gaussian_noise", 3, variant_rng(0, "aachen/aachen_000001_000019", "gaussian_noise", 3))
+    src = cv2.imread(str(root / "leftImg8bit/val/aachen/aachen_000001_000019_leftImg8bit.png"))[
+        :, :, ::-1
+    ]
+    expected = corrupt(
+        src, "gaussian_noise", 3, variant_rng(0, "aachen/aachen_000001_000019", "gaussian_noise", 3)
+    )
     np.testing.assert_array_equal(cv2.imread(str(p))[:, :, ::-1], expected)
     # labels are linked, not copied
     link = out / "fog" / "5" / "gtFine"
@@ -90,7 +102,9 @@ def test_workers_do_not_change_bytes(city, tmp_path):
     generate_cityscapes_c(root, tmp_path / "w2", corruptions=SUBSET, workers=2, progress=False)
     h1, h2 = tree_hashes(tmp_path / "w1"), tree_hashes(tmp_path / "w2")
     assert len(h1) == 54 and h1 == h2
-    assert (tmp_path / "w1/manifest.csv").read_bytes() == (tmp_path / "w2/manifest.csv").read_bytes()
+    assert (tmp_path / "w1/manifest.csv").read_bytes() == (
+        tmp_path / "w2/manifest.csv"
+    ).read_bytes()
 
 
 def test_resume_remakes_missing_and_bad_only(city, tmp_path):
@@ -139,8 +153,18 @@ def run_cli(*args):
 
 
 def test_missing_root(tmp_path):
-    r = run_cli("make-cityscapes-c", "--cityscapes-root", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
-    assert r.exit_code == 2 and "does not exist" in r.output and len(r.output.strip().splitlines()) == 1
+    r = run_cli(
+        "make-cityscapes-c",
+        "--cityscapes-root",
+        str(tmp_path / "nope"),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert (
+        r.exit_code == 2
+        and "does not exist" in r.output
+        and len(r.output.strip().splitlines()) == 1
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -175,7 +199,11 @@ def test_unknown_corruption_and_bad_severity(city, tmp_path):
     root, _ = city
     r = run_cli("make-cityscapes-c", "--cityscapes-root", str(root), "--out", str(tmp_path / "o"),
                 "--corruptions", "gausian_noise")  # fmt: skip
-    assert r.exit_code == 2 and "did you mean 'gaussian_noise'" in r.output and "speckle_noise" in r.output
+    assert (
+        r.exit_code == 2
+        and "did you mean 'gaussian_noise'" in r.output
+        and "speckle_noise" in r.output
+    )
     r = run_cli("make-cityscapes-c", "--cityscapes-root", str(root), "--out", str(tmp_path / "o"),
                 "--severities", "2,6")  # fmt: skip
     assert r.exit_code == 2 and "1..5" in r.output
@@ -184,7 +212,13 @@ def test_unknown_corruption_and_bad_severity(city, tmp_path):
 
 def test_out_inside_input(city):
     root, _ = city
-    r = run_cli("make-cityscapes-c", "--cityscapes-root", str(root), "--out", str(root / "leftImg8bit" / "c"))
+    r = run_cli(
+        "make-cityscapes-c",
+        "--cityscapes-root",
+        str(root),
+        "--out",
+        str(root / "leftImg8bit" / "c"),
+    )
     assert r.exit_code == 2 and "must not be inside" in r.output
     assert not (root / "leftImg8bit" / "c").exists()
 
@@ -199,10 +233,14 @@ def test_not_enough_disk(city, tmp_path, monkeypatch):
 
 def test_other_seed_refused(city, tmp_path):
     root, _ = city
-    generate_cityscapes_c(root, tmp_path / "o", corruptions="contrast", workers=1, limit=1, progress=False)
+    generate_cityscapes_c(
+        root, tmp_path / "o", corruptions="contrast", workers=1, limit=1, progress=False
+    )
     before = tree_hashes(tmp_path / "o")
     with pytest.raises(RobustSegError, match="seed=0"):
-        generate_cityscapes_c(root, tmp_path / "o", corruptions="contrast", seed=1, workers=1, progress=False)
+        generate_cityscapes_c(
+            root, tmp_path / "o", corruptions="contrast", seed=1, workers=1, progress=False
+        )
     assert tree_hashes(tmp_path / "o") == before
 
 
@@ -213,10 +251,19 @@ def test_corrupt_and_sheet_commands(city, tmp_path):
                 "--sheet", str(tmp_path / "sheet.png"))  # fmt: skip
     assert r.exit_code == 0, r.output
     img = cv2.imread(str(src))[:, :, ::-1]
-    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "f.png"))[:, :, ::-1], corrupt(img, "fog", 4, 0))
+    np.testing.assert_array_equal(
+        cv2.imread(str(tmp_path / "f.png"))[:, :, ::-1], corrupt(img, "fog", 4, 0)
+    )
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
     assert sheet.shape == (4 * 256, 4 * 512, 3)
     r = run_cli("corrupt", str(src), "--corruption", "fogg", "-o", str(tmp_path / "x.png"))
     assert r.exit_code == 2 and "did you mean 'fog'" in r.output
-    r = run_cli("corrupt", str(tmp_path / "missing.png"), "--corruption", "fog", "-o", str(tmp_path / "x.png"))
+    r = run_cli(
+        "corrupt",
+        str(tmp_path / "missing.png"),
+        "--corruption",
+        "fog",
+        "-o",
+        str(tmp_path / "x.png"),
+    )
     assert r.exit_code == 2 and "no such image" in r.output

@@ -52,7 +52,7 @@ def check_random(name: str, severity: int, h: int, w: int) -> None:
     labels = ["mean", "std_R", "std_G", "std_B", "mean_abs"]
     bad = [
         f"{lab}: fast {f:.3f} ref {r:.3f}"
-        for lab, f, r, t in zip(labels, fast, ref, tol)
+        for lab, f, r, t in zip(labels, fast, ref, tol, strict=True)
         if abs(f - r) > t
     ]
     assert not bad, f"{name} s{severity} {h}x{w}: " + "; ".join(bad)

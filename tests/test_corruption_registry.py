@@ -36,9 +36,24 @@ def test_subsets():
     assert len(get_corruption_names("benchmark")) == 16
     assert get_corruption_names("extra") == ["zoom_blur", "elastic_transform", "pixelate"]
     assert set(get_corruption_names("benchmark")) | set(get_corruption_names("extra")) == set(ALL)
-    assert get_corruption_names("noise") == ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
-    assert get_corruption_names("blur") == ["motion_blur", "defocus_blur", "glass_blur", "gaussian_blur"]
-    assert get_corruption_names("digital") == ["brightness", "contrast", "saturate", "jpeg_compression"]
+    assert get_corruption_names("noise") == [
+        "gaussian_noise",
+        "impulse_noise",
+        "shot_noise",
+        "speckle_noise",
+    ]
+    assert get_corruption_names("blur") == [
+        "motion_blur",
+        "defocus_blur",
+        "glass_blur",
+        "gaussian_blur",
+    ]
+    assert get_corruption_names("digital") == [
+        "brightness",
+        "contrast",
+        "saturate",
+        "jpeg_compression",
+    ]
     assert get_corruption_names("weather") == ["snow", "spatter", "fog", "frost"]
     cats = {get_corruption(n).category for n in get_corruption_names("benchmark")}
     assert cats == {"noise", "blur", "digital", "weather"}
@@ -78,7 +93,12 @@ def test_stable_hash_is_fixed_across_processes():
     assert ss.entropy == [0, 13020603013274838756, 9, 2]
     a = variant_rng(0, "a", "fog", 2).integers(1 << 30, size=4)
     assert np.array_equal(a, variant_rng(0, "a", "fog", 2).integers(1 << 30, size=4))
-    for other_args in ((1, "a", "fog", 2), (0, "b", "fog", 2), (0, "a", "frost", 2), (0, "a", "fog", 3)):
+    for other_args in (
+        (1, "a", "fog", 2),
+        (0, "b", "fog", 2),
+        (0, "a", "frost", 2),
+        (0, "a", "fog", 3),
+    ):
         assert not np.array_equal(a, variant_rng(*other_args).integers(1 << 30, size=4))
 
 
@@ -132,4 +152,6 @@ def test_to_uint8_is_clip_of_round_half_even(dtype, shape):
     x.flat[:50] = ties  # exact .5 ties, also just below 0 and around 255
     np.testing.assert_array_equal(to_uint8(x), np.clip(np.rint(x), 0, 255).astype(np.uint8))
     y = rng.random(shape).astype(dtype)
-    np.testing.assert_array_equal(to_uint8(y, 255.0), np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        to_uint8(y, 255.0), np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
+    )

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -65,7 +64,9 @@ def test_on_the_fly_equals_generated_tree(city, tmp_path):
         for i in range(len(pairs)):
             a, b = fly[i], tree[i]
             assert np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
-    assert not np.array_equal(CellView(pairs, "fog", 1, seed=1).image(0), CellView(pairs, "fog", 1, seed=0).image(0))
+    assert not np.array_equal(
+        CellView(pairs, "fog", 1, seed=1).image(0), CellView(pairs, "fog", 1, seed=0).image(0)
+    )
 
 
 def test_run_directory_and_numbers(city, tmp_path, b0_weights):
@@ -76,7 +77,11 @@ def test_run_directory_and_numbers(city, tmp_path, b0_weights):
     assert cells == ["clean", "fog-1", "fog-2", "gaussian_noise-1", "gaussian_noise-2"]
     assert len(df) == 5 * 19 and set(df["images"]) == {3}
     run = json.loads((out / "run.json").read_text())
-    assert run["config"]["model"] == "segformer-b0" and run["finished"] and len(run["config_hash"]) == 16
+    assert (
+        run["config"]["model"] == "segformer-b0"
+        and run["finished"]
+        and len(run["config_hash"]) == 16
+    )
     assert run["config"]["weights_sha256"] and run["config"]["num_images"] == 3
     # independent recomputation of the clean cell: whole-image windows, argmax, confusion
     from robustbench_seg.engine.inference import predict_logits, preprocess
@@ -98,12 +103,20 @@ def test_run_directory_and_numbers(city, tmp_path, b0_weights):
     assert list(summ.columns) == ["model", "clean", "gaussian_noise", "fog", "mPC", "rPC"]
     fog = res[res.corruption == "fog"].drop_duplicates("cell")["miou"].mean() * 100
     assert abs(summ["fog"].iloc[0] - fog) < 1e-3
-    assert abs(summ["mPC"].iloc[0] - (summ["fog"].iloc[0] + summ["gaussian_noise"].iloc[0]) / 2) < 1e-3
+    assert (
+        abs(summ["mPC"].iloc[0] - (summ["fog"].iloc[0] + summ["gaussian_noise"].iloc[0]) / 2) < 1e-3
+    )
 
 
 def test_resume_and_config_mismatch(city, tmp_path, b0_weights):
     out = tmp_path / "run"
-    kw = dict(weights=str(b0_weights), cityscapes_root=city, corruptions="contrast", severities="1", out=out)
+    kw = dict(
+        weights=str(b0_weights),
+        cityscapes_root=city,
+        corruptions="contrast",
+        severities="1",
+        out=out,
+    )
     first = evaluate("b0", **kw, **FAST)
     stamp = (out / "cells" / "contrast-1.npz").stat().st_mtime_ns
     again = evaluate("b0", **kw, **FAST)
@@ -117,7 +130,9 @@ def test_resume_and_config_mismatch(city, tmp_path, b0_weights):
 
 def _cli(args, env=None, **popen):
     cmd = [sys.executable, "-m", "robustbench_seg", *args]
-    return subprocess.Popen(cmd, env={**os.environ, "ROBUSTSEG_NO_PROGRESS": "1", **(env or {})}, **popen)
+    return subprocess.Popen(
+        cmd, env={**os.environ, "ROBUSTSEG_NO_PROGRESS": "1", **(env or {})}, **popen
+    )
 
 
 def _eval_args(city, weights, out, corr="benchmark", sev="1"):
@@ -141,7 +156,12 @@ def test_sigkill_mid_run_resumes_identically(city, tmp_path, b0_weights):
     n_done = len(list((out / "cells").glob("*.npz")))
     assert 3 <= n_done < 9, "the kill must land midway"
     assert not (out / "results.csv").exists()
-    r = _cli(_eval_args(city, b0_weights, out, "noise,digital"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    r = _cli(
+        _eval_args(city, b0_weights, out, "noise,digital"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     stdout, stderr = r.communicate(timeout=300)
     assert r.returncode == 0, stderr
     a, b = pd.read_csv(ref / "results.csv"), pd.read_csv(out / "results.csv")
@@ -162,12 +182,15 @@ def test_torchrun_two_ranks_equal_one(city, tmp_path, b0_weights):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     for cell in ("clean", "fog-2", "shot_noise-2"):
-        with np.load(one / "cells" / f"{cell}.npz") as a, np.load(two / "cells" / f"{cell}.npz") as b:
+        with (
+            np.load(one / "cells" / f"{cell}.npz") as a,
+            np.load(two / "cells" / f"{cell}.npz") as b,
+        ):
             assert np.array_equal(a["confusion"], b["confusion"]) and int(b["images"]) == 5
     assert json.loads((two / "run.json").read_text())["settings"]["world_size"] == 2
 
 
-CUSTOM = '''
+CUSTOM = """
 import torch
 from torch import nn
 
@@ -181,7 +204,7 @@ class Tiny(nn.Module):
 def build():
     torch.manual_seed(0)
     return Tiny({k}), {{"num_classes": 19, "mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0]}}
-'''
+"""
 
 
 def test_custom_model_file_and_python_api(city, tmp_path):
@@ -221,7 +244,9 @@ def test_custom_model_wrong_classes(city, tmp_path):
 
 
 def _cli_error(*args):
-    r = CliRunner().invoke(cli, ["evaluate", "--model", "b0", "--weights", "none", "--workers", "0", *args])
+    r = CliRunner().invoke(
+        cli, ["evaluate", "--model", "b0", "--weights", "none", "--workers", "0", *args]
+    )
     assert r.exit_code == 2, r.output
     assert len(r.output.strip().splitlines()) == 1, r.output
     return r.output
@@ -230,12 +255,18 @@ def _cli_error(*args):
 def test_bad_input(city, tmp_path, monkeypatch):
     monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
     assert "CITYSCAPES_DATASET" in _cli_error("--out", str(tmp_path / "o"))
-    assert "no folder" in _cli_error("--cityscapes-root", str(city), "--split", "train", "--out", str(tmp_path / "o"))
+    assert "no folder" in _cli_error(
+        "--cityscapes-root", str(city), "--split", "train", "--out", str(tmp_path / "o")
+    )
     (city / "leftImg8bit/test/berlin").mkdir(parents=True)
-    assert "no images" in _cli_error("--cityscapes-root", str(city), "--split", "test", "--out", str(tmp_path / "o"))
+    assert "no images" in _cli_error(
+        "--cityscapes-root", str(city), "--split", "test", "--out", str(tmp_path / "o")
+    )
     lab = next((city / "gtFine/val/aachen").glob("*000000*labelIds.png"))
     lab.rename(lab.with_suffix(".bak"))
-    assert "has no label" in _cli_error("--cityscapes-root", str(city), "--out", str(tmp_path / "o"))
+    assert "has no label" in _cli_error(
+        "--cityscapes-root", str(city), "--out", str(tmp_path / "o")
+    )
     lab.with_suffix(".bak").rename(lab)
     cv2.imwrite(str(lab), np.zeros((32, 64), np.uint8))
     assert "64x32 but its image is 128x64" in _cli_error("--cityscapes-root", str(city), "--corruptions", "none",
@@ -244,8 +275,13 @@ def test_bad_input(city, tmp_path, monkeypatch):
     assert "outside the Cityscapes label table" in _cli_error("--cityscapes-root", str(city), "--corruptions",
                                                                "none", "--out", str(tmp_path / "o2"))  # fmt: skip
     if not torch.cuda.is_available():
-        assert "no CUDA GPU" in _cli_error("--cityscapes-root", str(city), "--device", "cuda", "--out", str(tmp_path / "o3"))
-    assert "unknown model" in CliRunner().invoke(cli, ["evaluate", "--model", "b9", "--out", "x"]).output
+        assert "no CUDA GPU" in _cli_error(
+            "--cityscapes-root", str(city), "--device", "cuda", "--out", str(tmp_path / "o3")
+        )
+    assert (
+        "unknown model"
+        in CliRunner().invoke(cli, ["evaluate", "--model", "b9", "--out", "x"]).output
+    )
 
 
 def test_loader_workers_after_opencv_threads(city, tmp_path, b0_weights):
@@ -253,7 +289,9 @@ def test_loader_workers_after_opencv_threads(city, tmp_path, b0_weights):
     # cv2.setNumThreads; workers now start clean (forkserver/spawn). Same numbers as in-process.
     cv2.setNumThreads(2)
     cv2.GaussianBlur(np.zeros((2048, 2048, 3), np.float32), (0, 0), 5)
-    kw = dict(weights=str(b0_weights), cityscapes_root=city, corruptions="glass_blur,snow", severities="2")
+    kw = dict(
+        weights=str(b0_weights), cityscapes_root=city, corruptions="glass_blur,snow", severities="2"
+    )
     a = evaluate("b0", **kw, **FAST)
     b = evaluate("b0", **kw, **{**FAST, "workers": 2})
     pd.testing.assert_frame_equal(a, b)

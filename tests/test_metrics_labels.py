@@ -38,7 +38,9 @@ def test_label_table_matches_cityscapesscripts():
         if lab.id >= 0:
             assert lut[lab.id] == (255 if lab.trainId in (-1, 255) else lab.trainId)
     assert np.all(lut[34:] == 255)
-    names = [lab.name for lab in sorted(cs_labels, key=lambda x: x.trainId) if 0 <= lab.trainId < 255]
+    names = [
+        lab.name for lab in sorted(cs_labels, key=lambda x: x.trainId) if 0 <= lab.trainId < 255
+    ]
     assert list(CLASS_NAMES) == names and len(CLASS_NAMES) == 19
     assert np.array_equal(lut[train_id_to_label_id_lut()], np.arange(19))
 
@@ -51,10 +53,12 @@ def _cityscapes_scores(gt_label_ids, pred_label_ids, tmp_path):
     args.evalPixelAccuracy = False
     args.quiet = True
     conf = ev.generateMatrix(args)
-    for i, (g, p) in enumerate(zip(gt_label_ids, pred_label_ids)):
+    for i, (g, p) in enumerate(zip(gt_label_ids, pred_label_ids, strict=True)):
         Image.fromarray(g).save(tmp_path / f"g{i}.png")
         Image.fromarray(p).save(tmp_path / f"p{i}.png")
-        ev.evaluatePair(str(tmp_path / f"p{i}.png"), str(tmp_path / f"g{i}.png"), conf, None, {}, args)
+        ev.evaluatePair(
+            str(tmp_path / f"p{i}.png"), str(tmp_path / f"g{i}.png"), conf, None, {}, args
+        )
     scores = {}
     for _, lid, tid in LABELS:
         if tid != 255:
@@ -71,7 +75,9 @@ def test_iou_matches_cityscapesscripts(seed, tmp_path):
         gt = rng.integers(0, 34, size=(37, 61)).astype(np.uint8)
         # predictions agree with the ground truth on ~half of the pixels
         pred_tid = np.where(rng.random(gt.shape) < 0.5, lut[gt], rng.integers(0, 19, gt.shape))
-        pred_tid = np.where(pred_tid == 255, rng.integers(0, 19, gt.shape), pred_tid).astype(np.uint8)
+        pred_tid = np.where(pred_tid == 255, rng.integers(0, 19, gt.shape), pred_tid).astype(
+            np.uint8
+        )
         if seed == 2:  # one class never occurs nor is predicted: its IoU is undefined
             gt[gt == 33] = 7
             pred_tid[pred_tid == 18] = 0

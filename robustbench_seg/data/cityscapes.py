@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from robustbench_seg.errors import RobustSegError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -61,11 +63,11 @@ def list_images(root: str | os.PathLike | None, split: str = "val") -> list[City
     for path in sorted(split_dir.glob(f"*/*{IMAGE_SUFFIX}")):
         city = path.parent.name
         stem = path.name[: -len(IMAGE_SUFFIX)]
-        images.append(
-            CityscapesImage(f"{city}/{stem}", path, path.relative_to(root).as_posix())
-        )
+        images.append(CityscapesImage(f"{city}/{stem}", path, path.relative_to(root).as_posix()))
     if not images:
-        raise RobustSegError(f"no images matching leftImg8bit/{split}/<city>/*{IMAGE_SUFFIX} in {root}")
+        raise RobustSegError(
+            f"no images matching leftImg8bit/{split}/<city>/*{IMAGE_SUFFIX} in {root}"
+        )
     return images
 
 
@@ -100,20 +102,16 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 MAX_LABEL_ID = max(lid for _, lid, _ in LABELS)
 
 
-def label_id_to_train_id_lut() -> "np.ndarray":
+def label_id_to_train_id_lut() -> np.ndarray:
     """A 256-entry uint8 lookup table labelId → trainId; ids outside the table map to 255."""
-    import numpy as np
-
     lut = np.full(256, IGNORE_INDEX, np.uint8)
     for _, lid, tid in LABELS:
         lut[lid] = tid
     return lut
 
 
-def train_id_to_label_id_lut() -> "np.ndarray":
+def train_id_to_label_id_lut() -> np.ndarray:
     """trainId (0..18) → labelId, for writing predictions in the official format."""
-    import numpy as np
-
     lut = np.zeros(NUM_CLASSES, np.uint8)
     for _, lid, tid in LABELS:
         if tid != IGNORE_INDEX:
@@ -165,7 +163,7 @@ def list_pairs(root: str | os.PathLike | None, split: str = "val") -> list[Citys
     return pairs
 
 
-def load_label(pair: CityscapesPair, image_shape: tuple[int, int] | None = None) -> "np.ndarray":
+def load_label(pair: CityscapesPair, image_shape: tuple[int, int] | None = None) -> np.ndarray:
     """The label map of ``pair`` as uint8 trainIds (255 = ignore).
 
     Raises:
@@ -173,7 +171,6 @@ def load_label(pair: CityscapesPair, image_shape: tuple[int, int] | None = None)
         differs from ``image_shape``.
     """
     import cv2
-    import numpy as np
 
     label = cv2.imread(str(pair.label_path), cv2.IMREAD_UNCHANGED)
     if label is None or label.ndim != 2:

@@ -324,9 +324,12 @@ def generate_cityscapes_c(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise RobustSegError(f"--workers must be >= 1, got {workers}")
-    if _is_inside(out, root / "leftImg8bit") or _is_inside(out, root / "gtFine") or _is_inside(
-        root, out
-    ) or out.resolve() == root.resolve():
+    if (
+        _is_inside(out, root / "leftImg8bit")
+        or _is_inside(out, root / "gtFine")
+        or _is_inside(root, out)
+        or out.resolve() == root.resolve()
+    ):
         raise RobustSegError(f"--out {out} must not be inside the dataset {root} (or contain it)")
     images = list_images(root, split)
     if limit is not None:

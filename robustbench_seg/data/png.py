@@ -37,7 +37,11 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
         image: uint8 array, HxWx3 RGB or HxW.
         level: deflate level (ISA-L: 0-3; 1 is the measured best speed/size trade-off).
     """
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+    if (
+        image.dtype != np.uint8
+        or image.ndim not in (2, 3)
+        or (image.ndim == 3 and image.shape[2] != 3)
+    ):
         raise ValueError(f"encode_png takes uint8 HxW or HxWx3, got {image.dtype} {image.shape}")
     h, w = image.shape[:2]
     c = 1 if image.ndim == 2 else 3

@@ -73,7 +73,9 @@ def _sha256_path(path: Path) -> str:
 def _load_builder(spec: str) -> Callable[..., Any]:
     target, _, func = spec.rpartition(":")
     if not target or not func:
-        raise RobustSegError(f"custom model {spec!r}: use path/to/file.py:function or package.module:function")
+        raise RobustSegError(
+            f"custom model {spec!r}: use path/to/file.py:function or package.module:function"
+        )
     if target.endswith(".py") or os.sep in target or "/" in target:
         path = Path(target)
         if not path.is_file():
@@ -101,7 +103,9 @@ def _custom_model(spec: str) -> LoadedModel:
 
     result = _load_builder(spec)()
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module)):
-        raise RobustSegError(f"custom model {spec}: the builder must return (nn.Module, metadata dict)")
+        raise RobustSegError(
+            f"custom model {spec}: the builder must return (nn.Module, metadata dict)"
+        )
     module, meta = result
     missing = [k for k in ("num_classes", "mean", "std") if k not in meta]
     if missing:
@@ -153,7 +157,9 @@ class _CheckedModel(nn.Module):
         if not self.checked:
             if not isinstance(y, torch.Tensor) or y.ndim != 4 or y.shape[0] != x.shape[0]:
                 shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-                raise RobustSegError(f"the model must return logits (N, num_classes, h, w); got {shape}")
+                raise RobustSegError(
+                    f"the model must return logits (N, num_classes, h, w); got {shape}"
+                )
             if y.shape[1] != self.num_classes:
                 raise RobustSegError(
                     f"the model returned {y.shape[1]} classes, expected {self.num_classes}"
@@ -236,7 +242,9 @@ def _device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise RobustSegError("--device cuda requested but no CUDA GPU is available (use --device cpu)")
+        raise RobustSegError(
+            "--device cuda requested but no CUDA GPU is available (use --device cpu)"
+        )
     if spec not in ("cpu",) and not spec.startswith("cuda"):
         raise RobustSegError(f"unknown device {spec!r}; use auto, cpu or cuda[:N]")
     return torch.device(spec)
@@ -322,7 +330,7 @@ def results_frame(model: str, cells: dict[str, tuple[np.ndarray, int]], class_na
     return pd.DataFrame(rows)
 
 
-def summary_frame(results) -> "Any":
+def summary_frame(results) -> Any:
     """The Table 5 row(s) from tidy results: clean mIoU, each corruption's mean over its
     severities, mPC and rPC, all in percent."""
     import pandas as pd
@@ -339,7 +347,11 @@ def summary_frame(results) -> "Any":
         row.update(means)
         if means:
             row["mPC"] = metrics.mpc(means)
-            row["rPC"] = 100 * metrics.rpc(row["mPC"], row["clean"]) if row["clean"] == row["clean"] else np.nan
+            row["rPC"] = (
+                100 * metrics.rpc(row["mPC"], row["clean"])
+                if row["clean"] == row["clean"]
+                else np.nan
+            )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -517,7 +529,9 @@ def evaluate(
         multiprocessing_context=worker_start_method() if n_workers > 0 else None,
     )  # fmt: skip
     for cell in todo:
-        cell.conf = torch.zeros((loaded.num_classes, loaded.num_classes), dtype=torch.int64, device=dev)
+        cell.conf = torch.zeros(
+            (loaded.num_classes, loaded.num_classes), dtype=torch.int64, device=dev
+        )
 
     from tqdm.auto import tqdm
 
@@ -551,7 +565,9 @@ def evaluate(
                                             batch_size=batch_size, out_size=labels.shape[-2:],
                                             precision=precision)  # fmt: skip
                     cell = todo[k]
-                    cell.conf += metrics.confusion_matrix_torch(labels, logits.argmax(1), loaded.num_classes)
+                    cell.conf += metrics.confusion_matrix_torch(
+                        labels, logits.argmax(1), loaded.num_classes
+                    )
                     cell.seen += len(group)
                     bar.update(len(group) * world)
                     bar.set_postfix_str(cell.name, refresh=False)

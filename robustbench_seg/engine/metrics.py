@@ -16,7 +16,10 @@ from robustbench_seg.data.cityscapes import IGNORE_INDEX, NUM_CLASSES
 
 
 def confusion_matrix(
-    gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX
+    gt: np.ndarray,
+    pred: np.ndarray,
+    num_classes: int = NUM_CLASSES,
+    ignore_index: int = IGNORE_INDEX,
 ) -> np.ndarray:
     """Confusion matrix of one or more label maps (NumPy).
 
@@ -37,7 +40,9 @@ def confusion_matrix(
     return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def confusion_matrix_torch(gt, pred, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX):
+def confusion_matrix_torch(
+    gt, pred, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX
+):
     """The same on torch tensors, on their device (int64 result)."""
     import torch
 
@@ -45,7 +50,9 @@ def confusion_matrix_torch(gt, pred, num_classes: int = NUM_CLASSES, ignore_inde
     pred = pred.reshape(-1).long()
     valid = (gt != ignore_index) & (gt < num_classes) & (gt >= 0)
     idx = gt[valid] * num_classes + pred[valid]
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def iou_per_class(conf: np.ndarray) -> np.ndarray:
