@@ -294,6 +294,44 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
     click.echo(summary.line())
 
 
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder, e.g. reports/study.")
+@click.option("--baseline", type=click.Path(path_type=Path), default=None,
+              help="A run directory to compute corruption degradation (CD, mCD) against.")
+@click.option("--reference", default="segformer-table5", show_default=True,
+              help="Published rows to include: 'segformer-table5', 'none', or a CSV path.")
+@click.option("--qualitative", type=int, default=0, show_default=True,
+              help="Images in the qualitative grid (needs the models and the dataset).")
+@click.option("--qualitative-corruptions", default="gaussian_noise-3,motion_blur-3,contrast-3,snow-3",
+              show_default=True, help="Cells shown in the qualitative grid (NAME-SEVERITY, comma-separated).")
+@click.option("--cityscapes-root", type=click.Path(path_type=Path), default=None,
+              help="Dataset root for the qualitative grid (default: the one recorded in the runs).")
+@_user_errors
+def report_cmd(runs, out, baseline, reference, qualitative, qualitative_corruptions, cityscapes_root) -> None:
+    """Render paper-style tables and figures from one or more run directories.
+
+    Table 5 (Markdown, LaTeX, CSV, HTML) with the published rows, per-severity tables,
+    Figure 7 severity curves, per-class IoU heatmaps, a qualitative grid, index.md/index.html.
+
+    Example: robustseg report runs/b5 runs/r101 --baseline runs/r101 --out reports/study
+    """
+    import warnings
+
+    from robustbench_seg.report import ReportWarning, build_report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReportWarning)
+        result = build_report(
+            runs, out, baseline=baseline, reference=reference, qualitative=qualitative,
+            qualitative_corruptions=[c for c in qualitative_corruptions.split(",") if c],
+            cityscapes_root=cityscapes_root, progress=_progress(),
+        )  # fmt: skip
+    for warning in result.warnings:
+        click.echo(f"robustseg: warning: {warning}", err=True)
+    click.echo(f"report: {result.index_md} (and {result.index_html.name})")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="robustseg")

@@ -1,0 +1,350 @@
+"""``robustseg report``: a paper-style report of runs (SegFormer, Xie et al. 2021, Table 5)."""
+
+from __future__ import annotations
+
+import html
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from robustbench_seg.errors import RobustSegError
+from robustbench_seg.report import figures, tables
+
+__all__ = ["ReportResult", "ReportWarning", "build_report"]
+
+
+class ReportWarning(UserWarning):
+    """Something left out of a report (e.g. the qualitative grid when a model cannot be rebuilt)."""
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` wrote.
+
+    Attributes:
+        out: The report folder.
+        index_md: ``index.md`` (tables inline, figures linked by relative path).
+        index_html: ``index.html`` (the same, self-contained apart from the figure files).
+        tables: Every table file written (Markdown, LaTeX, CSV, HTML).
+        figures: Every figure file written (PNG, PDF).
+        warnings: What was left out, and why (also issued as :class:`ReportWarning`).
+        table5: The Table 5 data (``frame``: one row per model, mIoU %).
+    """
+
+    out: Path
+    index_md: Path
+    index_html: Path
+    tables: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    table5: tables.Table5 | None = None
+
+
+def _slug(name: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "run"
+    slug, k = base, 2
+    while slug in taken:
+        slug, k = f"{base}_{k}", k + 1
+    taken.add(slug)
+    return slug
+
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1400px; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
+th, td { border-top: 1px solid #ccc; border-bottom: 1px solid #ccc; padding: 0.25em 0.5em; }
+td { text-align: right; font-variant-numeric: tabular-nums; }
+thead th { border-bottom: 2px solid #444; }
+tbody th { text-align: left; font-weight: normal; white-space: nowrap; }
+img { max-width: 100%; border: 1px solid #eee; }
+.note, .warning { font-size: 0.85em; color: #555; }
+.warning { color: #a04000; }
+code { background: #f4f4f4; padding: 0 0.2em; }
+"""
+
+
+def build_report(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    baseline: str | Path | None = None,
+    reference: str = "segformer-table5",
+    qualitative: int = 0,
+    qualitative_corruptions: Sequence[str] = figures.DEFAULT_QUALITATIVE,
+    cityscapes_root: str | Path | None = None,
+    progress: bool = True,
+) -> ReportResult:
+    """Render a paper-style report of one or more run directories.
+
+    Writes ``table5.{md,tex,csv,html}`` (published rows + one row per run), per-run severity
+    tables, ``cd.{md,csv}`` (with a baseline), Figure 7 style severity curves (PNG, PDF), per-run
+    class-IoU heatmaps, optionally a qualitative grid, and ``index.md`` / ``index.html``.
+
+    Args:
+        runs: Run directories written by ``evaluate`` (``results.csv``, ``run.json``).
+        out: The report folder (created; files of an earlier report are replaced).
+        baseline: A run directory for corruption degradation (adds mCD); it must cover the
+            same corruption cells as every run. Shown as a row if it is not one of ``runs``.
+        reference: ``"segformer-table5"`` (published rows), ``"none"``, or a CSV file.
+        qualitative: Images in the qualitative grid (0: no grid). Needs the models (rebuilt
+            from ``run.json``) and the dataset.
+        qualitative_corruptions: ``corruption-severity`` (or ``corruption``, severity 3) rows
+            of the qualitative grid, after the clean row.
+        cityscapes_root: Dataset root for the qualitative grid (default: the run's).
+        progress: Show a progress bar.
+
+    Returns:
+        The files written and the warnings.
+
+    Raises:
+        RobustSegError: A path that is not a run directory, an unknown reference, a baseline
+            that covers other cells, or bad qualitative settings.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RobustSegError(f"--out {out} exists and is not a directory")
+    if qualitative < 0:
+        raise RobustSegError(f"--qualitative must be >= 0, got {qualitative}")
+    conditions = figures.parse_conditions(qualitative_corruptions) if qualitative else []
+    ref = tables.load_reference(reference)
+    run_paths = [Path(p) for p in runs]
+    if not run_paths:
+        raise RobustSegError("no run directories given")
+    in_runs = baseline is not None and any(
+        Path(baseline).resolve() == p.resolve() for p in run_paths
+    )
+    loaded = tables.load_runs(
+        run_paths + ([Path(baseline)] if baseline is not None and not in_runs else [])
+    )
+    run_list = loaded[: len(run_paths)]
+    base = None
+    if baseline is not None:
+        base = next(r for r in loaded if r.path.resolve() == Path(baseline).resolve())
+    t5 = tables.table5(run_list, ref, base)  # raises on a baseline with other cells
+
+    out.mkdir(parents=True, exist_ok=True)
+    for sub, patterns in _OWN_FILES.items():
+        (out / sub).mkdir(exist_ok=True)
+        for pattern in patterns:  # files of an earlier report that this one may not rewrite
+            for old in (out / sub).glob(pattern):
+                old.unlink()
+    result = ReportResult(out, out / "index.md", out / "index.html", table5=t5)
+
+    def write(rel: str, text: str) -> Path:
+        path = out / rel
+        path.write_text(text, encoding="utf-8")
+        result.tables.append(path)
+        return path
+
+    write("tables/table5.md", tables.table5_markdown(t5))
+    write("tables/table5.tex", tables.table5_latex(t5))
+    write("tables/table5.html", tables.table5_html(t5))
+    t5.frame.to_csv(out / "tables/table5.csv", index=False)
+    result.tables.append(out / "tables/table5.csv")
+    cd = None
+    if base is not None:
+        cd = tables.cd_frame(run_list, base)
+        write("tables/cd.md", tables.frame_markdown(cd, "model", _cd_labels(cd)) + "\n")
+        cd.to_csv(out / "tables/cd.csv", index=False)
+        result.tables.append(out / "tables/cd.csv")
+
+    shown = loaded if base is not None and not in_runs else run_list
+    slugs: set[str] = set()
+    per_run = []
+    for run in shown:
+        slug = _slug(run.name, slugs)
+        sev = tables.severity_frame(run)
+        write(
+            f"tables/severity_{slug}.md",
+            tables.frame_markdown(sev, "corruption", _SEV_LABELS) + "\n",
+        )
+        sev.to_csv(out / f"tables/severity_{slug}.csv", index=False)
+        result.tables.append(out / f"tables/severity_{slug}.csv")
+        tables.class_iou_frame(run).to_csv(
+            out / f"tables/class_iou_{slug}.csv", index_label="class"
+        )
+        result.tables.append(out / f"tables/class_iou_{slug}.csv")
+        per_run.append((run, slug, sev))
+
+    colors = figures.model_colors([r.name for r in shown])
+    steps = 1 + len(shown) + (1 if qualitative else 0)
+    with tqdm(
+        total=steps, desc="report", unit="fig", disable=not progress, dynamic_ncols=True
+    ) as bar:
+        result.figures += figures.plot_severity_curves(
+            shown, out / "figures/severity_curves", colors
+        )
+        bar.update()
+        for run, slug, _ in per_run:
+            result.figures.append(
+                figures.plot_class_iou(run, out / f"figures/class_iou_{slug}.png")
+            )
+            bar.update()
+        qual = None
+        if qualitative:
+            qual, warns = figures.plot_qualitative(
+                shown,
+                out / "figures/qualitative.png",
+                num_images=qualitative,
+                conditions=conditions,
+                cityscapes_root=cityscapes_root,
+            )
+            for w in warns:
+                warnings.warn(w, ReportWarning, stacklevel=2)
+            result.warnings += warns
+            if qual is not None:
+                result.figures.append(qual)
+            bar.update()
+
+    result.index_md.write_text(_index_md(result, shown, per_run, cd, qual), encoding="utf-8")
+    result.index_html.write_text(_index_html(result, shown, per_run, cd, qual), encoding="utf-8")
+    return result
+
+
+_OWN_FILES = {
+    "tables": ("table5.*", "cd.*", "severity_*.*", "class_iou_*.csv"),
+    "figures": ("severity_curves.*", "class_iou_*.png", "qualitative.png"),
+}
+_SEV_LABELS = {"corruption": "Corruption", "category": "Category", "mean": "Mean"}
+
+
+def _cd_labels(cd) -> dict[str, str]:
+    return {
+        "model": "Model",
+        **{c: tables.SHORT.get(c, c) for c in cd.columns if c in tables.SHORT},
+    }
+
+
+def _run_bits(run: tables.Run) -> str:
+    return _run_line(run).split("): ", 1)[1].replace("`", "")
+
+
+def _run_line(run: tables.Run) -> str:
+    cfg = run.config
+    bits = [f"`{run.path}`"]
+    if cfg:
+        bits.append(f"{cfg.get('num_images', '?')} {cfg.get('split', '')} images")
+        bits.append(
+            f"inference {cfg.get('inference', '?')}"
+            + (f" {cfg.get('crop')}/{cfg.get('stride')}" if cfg.get("inference") == "slide" else "")
+        )
+        bits.append(f"weights {cfg.get('weights') or 'none recorded (random init or a module)'}")
+    return f"- **{run.name}** (`{run.model}`): " + ", ".join(bits)
+
+
+def _index_md(result: ReportResult, shown, per_run, cd, qual) -> str:
+    t5 = result.table5
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    md = [
+        "# Robustness report (Cityscapes-C)",
+        "",
+        f"Made by `robustseg report` on {now}. mIoU in percent; each corruption column is the mean "
+        "over its severities (SegFormer, Xie et al. 2021, Table 5). Tables also as "
+        "[LaTeX](tables/table5.tex), [CSV](tables/table5.csv) (full precision) and "
+        "[HTML](index.html).",
+        "",
+        "## Runs",
+        "",
+        *(_run_line(r) for r in shown),
+        "",
+        "## Table 5: mIoU under corruption",
+        "",
+        tables.table5_markdown(t5),
+    ]
+    if cd is not None:
+        md += [
+            "## Corruption degradation (CD, %)",
+            "",
+            tables.frame_markdown(cd, "model", _cd_labels(cd)),
+            "",
+            "CD per corruption = sum over severities of (1 - mIoU) / the same for the baseline "
+            "(100 = as robust as the baseline; lower is better). [CSV](tables/cd.csv)",
+            "",
+        ]
+    md += [
+        "## mIoU against severity (Figure 7 style)",
+        "",
+        "![mIoU against severity](figures/severity_curves.png)",
+        "",
+        "[PDF](figures/severity_curves.pdf)",
+        "",
+    ]
+    for run, slug, sev in per_run:
+        md += [
+            f"## {run.name}",
+            "",
+            f"mIoU (%) per corruption and severity ([CSV](tables/severity_{slug}.csv)):",
+            "",
+            tables.frame_markdown(sev, "corruption", _SEV_LABELS),
+            "",
+            f"![Per-class IoU of {run.name}](figures/class_iou_{slug}.png)",
+            "",
+        ]
+    if qual is not None:
+        md += ["## Qualitative results", "", "![Qualitative results](figures/qualitative.png)", ""]
+    if result.warnings:
+        md += ["## Left out", "", *(f"- {w}" for w in result.warnings), ""]
+    return "\n".join(md)
+
+
+def _index_html(result: ReportResult, shown, per_run, cd, qual) -> str:
+    e = html.escape
+    t5 = result.table5
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        "<title>Robustness report (Cityscapes-C)</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        "<h1>Robustness report (Cityscapes-C)</h1>",
+        "<p>mIoU in percent; each corruption column is the mean over its severities (SegFormer, "
+        'Xie et al. 2021, Table 5). Also as <a href="tables/table5.tex">LaTeX</a>, '
+        '<a href="tables/table5.csv">CSV</a> and <a href="index.md">Markdown</a>.</p>',
+        "<h2>Runs</h2>",
+        "<ul>",
+        *(f"<li><b>{e(r.name)}</b> ({e(r.model)}): {e(_run_bits(r))}</li>" for r in shown),
+        "</ul>",
+        "<h2>Table 5: mIoU under corruption</h2>",
+        tables.table5_html(t5),
+    ]
+    if cd is not None:
+        parts += [
+            "<h2>Corruption degradation (CD, %)</h2>",
+            tables.frame_html(cd, "model", _cd_labels(cd)),
+            '<p class="note">CD per corruption = sum over severities of (1 - mIoU) / the same for '
+            "the baseline (100 = as robust as the baseline; lower is better).</p>",
+        ]
+    parts += [
+        "<h2>mIoU against severity (Figure 7 style)</h2>",
+        '<p><img src="figures/severity_curves.png" alt="mIoU against severity"></p>',
+    ]
+    for run, slug, sev in per_run:
+        parts += [
+            f"<h2>{e(run.name)}</h2>",
+            "<p>mIoU (%) per corruption and severity.</p>",
+            tables.frame_html(sev, "corruption", _SEV_LABELS),
+            f'<p><img src="figures/class_iou_{slug}.png" alt="Per-class IoU of {e(run.name)}"></p>',
+        ]
+    if qual is not None:
+        parts += [
+            "<h2>Qualitative results</h2>",
+            '<p><img src="figures/qualitative.png" alt="Qualitative results"></p>',
+        ]
+    if result.warnings:
+        parts += [
+            "<h2>Left out</h2>",
+            "<ul>",
+            *(f'<li class="warning">{e(w)}</li>' for w in result.warnings),
+            "</ul>",
+        ]
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)

@@ -1,0 +1,421 @@
+"""Paper-style figures of run directories (SegFormer, Xie et al. 2021, Figure 7, Figures 4/5)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from corruptions.registry import BENCHMARK, CORRUPTIONS, get_corruption
+from robustbench_seg.data.cityscapes import CLASS_NAMES, IGNORE_INDEX, PALETTE
+from robustbench_seg.errors import RobustSegError
+from robustbench_seg.report.tables import CATEGORY_ORDER, Run, class_iou_frame
+
+__all__ = [
+    "DEFAULT_QUALITATIVE",
+    "colorize",
+    "model_colors",
+    "parse_conditions",
+    "plot_class_iou",
+    "plot_qualitative",
+    "plot_severity_curves",
+    "qualitative_rows",
+]
+
+# tab10 minus its grey, so that lines never look like gridlines.
+_COLORS = tuple(c for i, c in enumerate(matplotlib.colormaps["tab10"].colors) if i != 7)
+# Corruption-severity pairs shown by default in the qualitative grid (one per category).
+DEFAULT_QUALITATIVE = ("gaussian_noise-3", "motion_blur-3", "contrast-3", "snow-3")
+DEFAULT_SEVERITY = 3
+
+
+def model_colors(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """A colour per model name, the same in every figure.
+
+    The colour comes from a stable hash of the name (the same model gets the same colour in
+    every report); two names that hash alike in one report are moved to the next free colour,
+    in sorted-name order.
+
+    Args:
+        names: The model (display) names.
+
+    Returns:
+        Name to RGB colour.
+    """
+    out: dict[str, tuple[float, float, float]] = {}
+    used: set[int] = set()
+    for name in sorted(set(names)):
+        k = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(_COLORS)
+        for step in range(len(_COLORS)):
+            if (k + step) % len(_COLORS) not in used:
+                k = (k + step) % len(_COLORS)
+                break
+        used.add(k)
+        if len(used) == len(_COLORS):
+            used.clear()
+        out[name] = tuple(_COLORS[k])
+    return out
+
+
+def _title(corruption: str) -> str:
+    return corruption.replace("_", " ").capitalize().replace("Jpeg", "JPEG")
+
+
+def plot_severity_curves(
+    runs: Sequence[Run], stem: Path, colors: dict[str, tuple[float, float, float]]
+) -> list[Path]:
+    """Figure 7: a 4x4 grid, one panel per benchmark corruption (rows: blur, noise, digital,
+    weather), mIoU (%) against severity with the clean mIoU as severity 0, one line per run.
+
+    Args:
+        runs: The runs.
+        stem: Output path without suffix; ``.png`` and ``.pdf`` are written.
+        colors: Colour per run name (:func:`model_colors`).
+
+    Returns:
+        The written files.
+    """
+    # A bare Figure renders with Agg (PNG) / the PDF backend and never touches pyplot's global
+    # state or a display.
+    fig = Figure(figsize=(13, 11))
+    axes = fig.subplots(4, 4, sharex=True, sharey=True)
+    handles = {}
+    top = 0.0
+    for r, cat in enumerate(CATEGORY_ORDER):
+        names = [c for c in BENCHMARK if CORRUPTIONS[c].category == cat]
+        for k, corruption in enumerate(names):
+            ax = axes[r, k]
+            for run in runs:
+                cells = run.cells
+                g = cells[cells["corruption"] == corruption].sort_values("severity")
+                clean = cells[cells["corruption"] == "clean"]
+                x = ([0] if len(clean) else []) + [int(s) for s in g["severity"]]
+                y = ([100 * float(clean["miou"].iloc[0])] if len(clean) else []) + [
+                    100 * float(m) for m in g["miou"]
+                ]
+                if len(g) == 0:
+                    continue
+                (line,) = ax.plot(
+                    x, y, marker="o", ms=4, lw=1.6, color=colors[run.name], label=run.name
+                )
+                handles[run.name] = line
+                top = max(top, max(y))
+            ax.set_title(_title(corruption), fontsize=10)
+            ax.grid(True, lw=0.4, alpha=0.5)
+            if not ax.lines:
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no data",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="0.5",
+                )
+            if k == 0:
+                ax.set_ylabel(f"{cat.title()}\nmIoU (%)")
+            if r == 3:
+                ax.set_xlabel("severity (0 = clean)")
+    axes[0, 0].set_xticks(range(6))
+    axes[0, 0].set_ylim(0, max(top * 1.08, 1.0))
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="lower center",
+        ncol=min(len(handles), 4) or 1,
+        frameon=False,
+    )
+    fig.suptitle("mIoU under each corruption against severity (Cityscapes-C)", fontsize=12)
+    rows = (len(handles) + 3) // 4
+    # Fixed margins (inches), not tight_layout: the layout is known and this is much faster.
+    legend_h = 0.35 + 0.25 * rows
+    fig.subplots_adjust(
+        left=0.9 / 13,
+        right=1 - 0.2 / 13,
+        top=1 - 0.75 / 11,
+        bottom=(0.55 + legend_h) / 11,
+        wspace=0.08,
+        hspace=0.28,
+    )
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p, dpi=120)
+    return paths
+
+
+def plot_class_iou(run: Run, path: Path) -> Path:
+    """Per-class IoU heatmap of one run: classes x (clean, corruptions averaged over severities).
+
+    Args:
+        run: The run.
+        path: The PNG to write.
+
+    Returns:
+        ``path``.
+    """
+    frame = class_iou_frame(run)
+    data = frame.to_numpy(dtype=float)
+    h, w = data.shape
+    fw, fh = 2.9 + 0.55 * w, 1.9 + 0.32 * h
+    fig = Figure(figsize=(fw, fh))
+    ax = fig.subplots()
+    # Fixed margins (inches) for the class names, rotated corruption names and the colour bar.
+    fig.subplots_adjust(left=1.2 / fw, right=1 - 1.3 / fw, top=1 - 0.4 / fh, bottom=1.45 / fh)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
+    im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0, vmax=100, aspect="auto")
+    for i in range(h):
+        for j in range(w):
+            v = data[i, j]
+            text = "–" if np.isnan(v) else f"{v:.0f}"
+            color = "black" if np.isnan(v) or v > 60 else "white"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+    cats = ["clean" if c == "clean" else CORRUPTIONS[c].category for c in frame.columns]
+    for j in range(1, w):
+        if cats[j] != cats[j - 1]:  # separate the clean column and the category groups
+            ax.axvline(j - 0.5, color="white", lw=2)
+    ax.set_xticks(range(w), [_title(c) for c in frame.columns], rotation=50, ha="right", fontsize=8)
+    ax.set_yticks(range(h), list(frame.index), fontsize=8)
+    ax.set_title(f"{run.name}: per-class IoU (%), mean over severities", fontsize=10)
+    cax = fig.add_axes((1 - 1.1 / fw, 1.45 / fh, 0.18 / fw, 1 - 1.85 / fh))
+    fig.colorbar(im, cax=cax, label="IoU (%)")
+    fig.savefig(path, dpi=120)
+    return path
+
+
+# ----------------------------------------------------------------------------- qualitative
+
+
+def parse_conditions(specs: Sequence[str]) -> list[tuple[str, int]]:
+    """``"fog-3"`` / ``"fog:3"`` / ``"fog"`` (severity 3) to (corruption, severity).
+
+    Raises:
+        RobustSegError: A malformed severity; CorruptionError for an unknown corruption.
+    """
+    out = []
+    for spec in specs:
+        name, sev = str(spec).strip(), str(DEFAULT_SEVERITY)
+        for sep in (":", "-"):
+            head, s, tail = name.rpartition(sep)
+            if s and tail.isdigit():
+                name, sev = head, tail
+                break
+        get_corruption(name)
+        if not 1 <= int(sev) <= 5:
+            raise RobustSegError(f"qualitative corruption {spec!r}: severity must be 1..5")
+        out.append((name, int(sev)))
+    return out
+
+
+def colorize(label: np.ndarray) -> np.ndarray:
+    """trainIds (HxW) to Cityscapes palette colours (HxWx3 uint8); ignored pixels black."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[: len(PALETTE)] = np.asarray(PALETTE, np.uint8)
+    lut[IGNORE_INDEX] = 0
+    return lut[label.astype(np.uint8)]
+
+
+def _load_models(runs: Sequence[Run], device: str) -> tuple[list[tuple[Run, object]], list[str]]:
+    from robustbench_seg.engine.evaluate import load_model
+
+    loaded, warns = [], []
+    for run in runs:
+        cfg = run.config
+        if not cfg.get("model"):
+            warns.append(
+                f"qualitative grid: {run.name} left out: {run.path}/run.json names no model"
+            )
+            continue
+        if cfg.get("weights") is None and ":" not in str(cfg["model"]):
+            warns.append(
+                f"qualitative grid: {run.name} left out: its run.json records no weights "
+                "(random init, or a module passed from Python), so its model cannot be "
+                "rebuilt"
+            )
+            continue
+        try:
+            model = load_model(
+                cfg["model"], weights=cfg["weights"], num_classes=cfg.get("num_classes")
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure to rebuild only skips this model
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            warns.append(
+                f"qualitative grid: {run.name} left out: cannot load model "
+                f"{cfg['model']!r} with weights {cfg['weights']!r}: {msg}"
+            )
+            continue
+        if (
+            cfg.get("weights_sha256")
+            and model.weights_sha256
+            and cfg["weights_sha256"] != model.weights_sha256
+        ):
+            warns.append(
+                f"qualitative grid: {run.name}: the weights at {cfg['weights']} changed since "
+                "the run; predictions may not match its numbers"
+            )
+        model.module.to(device)
+        loaded.append((run, model))
+    return loaded, warns
+
+
+@dataclass
+class QualitativeRow:
+    """One row of the qualitative grid.
+
+    Attributes:
+        image_id: The Cityscapes image id.
+        corruption: None for clean.
+        severity: None for clean.
+        image: The (corrupted) image, HxWx3 uint8 RGB.
+        label: Ground-truth trainIds, HxW uint8.
+        predictions: Predicted trainIds (HxW) per model, in the order of ``models``.
+    """
+
+    image_id: str
+    corruption: str | None
+    severity: int | None
+    image: np.ndarray
+    label: np.ndarray
+    predictions: list[np.ndarray]
+
+
+def qualitative_rows(
+    runs: Sequence[Run],
+    *,
+    num_images: int,
+    conditions: Sequence[tuple[str, int]] = (),
+    cityscapes_root: str | Path | None = None,
+) -> tuple[list[str], list[QualitativeRow], list[str]]:
+    """Predictions of each run's model on the first images, clean and corrupted.
+
+    Models are rebuilt from each run's ``run.json`` (model name and weights) and run with the
+    run's inference settings; corrupted images are made on the fly with the first run's seed
+    and backend (the pixels the runs saw). Runs whose model cannot be rebuilt are left out with
+    a warning; without data or models there are no rows.
+
+    Args:
+        runs: The runs.
+        num_images: How many images (the first of the split, sorted).
+        conditions: (corruption, severity) pairs shown after the clean image.
+        cityscapes_root: Dataset root (default: the one recorded in the first run).
+
+    Returns:
+        The names of the models shown, the rows (image-major: every condition of the first
+        image, then the next image), and the warnings.
+    """
+    import torch
+
+    from robustbench_seg.data.cityscapes import list_pairs
+    from robustbench_seg.data.cityscapes_c import CellView
+    from robustbench_seg.engine.inference import predict_logits, preprocess
+
+    cfg0 = next((r.config for r in runs if r.config), {})
+    root = cityscapes_root or cfg0.get("cityscapes_root")
+    if not root:
+        return (
+            [],
+            [],
+            [
+                "qualitative grid skipped: no Cityscapes root recorded in run.json; "
+                "pass cityscapes_root (--cityscapes-root)"
+            ],
+        )
+    try:
+        pairs = list_pairs(root, cfg0.get("split", "val"))[:num_images]
+    except RobustSegError as exc:
+        return [], [], [f"qualitative grid skipped: cannot read the dataset: {exc}"]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded, warns = _load_models(runs, device)
+    if not loaded:
+        return [], [], [*warns, "qualitative grid skipped: no run's model could be rebuilt"]
+
+    seed, backend = int(cfg0.get("seed", 0)), str(cfg0.get("backend", "fast"))
+    rows: list[QualitativeRow] = []
+    try:
+        for i, pair in enumerate(pairs):
+            for corruption, severity in [(None, None), *conditions]:
+                view = CellView(pairs, corruption, severity, seed=seed, backend=backend)
+                _, image, label = view[i]
+                preds = []
+                for run, model in loaded:
+                    cfg = run.config
+                    precision = str(cfg.get("precision", "fp32"))
+                    if precision == "fp16" and device == "cpu":  # fp16 autocast needs CUDA
+                        precision = "fp32"
+                    x = preprocess(image, model.preprocessing, device)
+                    logits = predict_logits(
+                        model.module,
+                        x,
+                        mode=cfg.get("inference", "whole"),
+                        crop=int(cfg.get("crop", 1024)),
+                        stride=int(cfg.get("stride", 768)),
+                        batch_size=2,
+                        out_size=label.shape,
+                        precision=precision,
+                    )
+                    preds.append(logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
+                rows.append(
+                    QualitativeRow(pair.image_id, corruption, severity, image, label, preds)
+                )
+    except Exception as exc:  # noqa: BLE001 - unreadable images / labels only skip the grid
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [], [], [*warns, f"qualitative grid skipped: {msg}"]
+    return [run.name for run, _ in loaded], rows, warns
+
+
+def plot_qualitative(
+    runs: Sequence[Run],
+    path: Path,
+    *,
+    num_images: int,
+    conditions: Sequence[tuple[str, int]] = (),
+    cityscapes_root: str | Path | None = None,
+) -> tuple[Path | None, list[str]]:
+    """Figures 4/5: image, ground truth and each model's prediction, clean and corrupted,
+    in the Cityscapes palette (see :func:`qualitative_rows` for how models are rebuilt).
+
+    Args:
+        runs: The runs.
+        path: The PNG to write.
+        num_images: How many images (the first of the split, sorted).
+        conditions: (corruption, severity) rows shown after each clean row.
+        cityscapes_root: Dataset root (default: the one recorded in the first run).
+
+    Returns:
+        The written path (None when skipped) and the warnings.
+    """
+    names, rows, warns = qualitative_rows(
+        runs, num_images=num_images, conditions=conditions, cityscapes_root=cityscapes_root
+    )
+    if not rows:
+        return None, warns
+    h, w = rows[0].image.shape[:2]
+    cols = 2 + len(names)
+    pw = 3.0
+    ph = pw * h / w
+    height = ph * len(rows) + 1.2
+    fig = Figure(figsize=(pw * cols + 1.2, height))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
+    titles = ["Image", "Ground truth", *names]
+    for r, row in enumerate(rows):
+        what = "clean" if row.corruption is None else f"{_title(row.corruption)} {row.severity}"
+        for c, img in enumerate([row.image, colorize(row.label), *map(colorize, row.predictions)]):
+            ax = axes[r, c]
+            ax.imshow(img, interpolation="nearest" if c else "antialiased")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=9)
+        axes[r, 0].set_ylabel(f"{row.image_id.split('/')[-1]}\n{what}", fontsize=8)
+    legend = [
+        Patch(color=np.asarray(PALETTE[k]) / 255, label=name) for k, name in enumerate(CLASS_NAMES)
+    ]
+    fig.legend(handles=legend, loc="lower center", ncol=7, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.9 / height, 1, 1))
+    fig.savefig(path, dpi=120)
+    return path, warns

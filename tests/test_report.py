@@ -1,0 +1,423 @@
+"""The report (SegFormer Table 5 / Figure 7): every printed number against results.csv, mCD,
+figures, index pages, qualitative grid, errors."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from corruptions.registry import BENCHMARK
+from robustbench_seg.engine.evaluate import evaluate
+from robustbench_seg.engine.metrics import confusion_matrix
+from robustbench_seg.errors import USER_ERRORS, RobustSegError
+from robustbench_seg.report import ReportWarning, build_report, figures, tables
+from tests.fake_cityscapes import make_fake_cityscapes
+
+REFERENCE_CSV = Path(tables.__file__).parent / "reference" / "segformer_table5.csv"
+
+
+class Tiny(nn.Module):
+    """A one-layer "model": quick, and not rebuildable from run.json (no registry name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 19, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Two real runs (SegFormer-B0 with a weights file on two images, a tiny module on one), a
+    copy of the first (same model name), and one report of the three, the tiny run as baseline."""
+    from robustbench_seg.models.registry import create_model
+    from robustbench_seg.models.weights import save_weights
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("report")
+    root = tmp / "cs"
+    make_fake_cityscapes(root, (2, 1))
+    torch.manual_seed(0)
+    weights = tmp / "b0.safetensors"
+    save_weights(create_model("segformer-b0"), weights, model_name="segformer-b0", source="test")
+    common = dict(
+        cityscapes_root=root,
+        corruptions="benchmark",
+        severities="protocol",
+        inference="whole",
+        workers=0,
+        progress=False,
+    )
+    runs = tmp / "runs"
+    evaluate("b0", weights=str(weights), limit=2, out=runs / "b0", **common)
+    torch.manual_seed(1)
+    evaluate(Tiny(), limit=1, out=runs / "tiny", **common)
+    shutil.copytree(runs / "b0", runs / "b0_copy")
+    paths = [runs / "b0", runs / "tiny", runs / "b0_copy"]
+    with pytest.warns(ReportWarning, match="Tiny left out"):
+        result = build_report(
+            paths,
+            tmp / "report",
+            baseline=runs / "tiny",
+            qualitative=1,
+            qualitative_corruptions=("fog-2",),
+            progress=False,
+        )
+    yield {"root": root, "runs": paths, "result": result, "out": tmp / "report", "tmp": tmp}
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- expected numbers
+
+
+def expected_row(run: Path, baseline: Path | None = None) -> dict[str, float]:
+    """Table 5 numbers recomputed from results.csv with pandas alone (percent)."""
+    df = pd.read_csv(run / "results.csv")
+    cells = df.drop_duplicates("cell")
+    corr = cells[cells["corruption"] != "clean"]
+    row = {"clean": 100 * cells.loc[cells["corruption"] == "clean", "miou"].iloc[0]}
+    means = 100 * corr.groupby("corruption")["miou"].mean()
+    row.update(means.to_dict())
+    row["mPC"] = means[list(BENCHMARK)].mean()
+    row["rPC"] = 100 * row["mPC"] / row["clean"]
+    if baseline is not None:
+        b = pd.read_csv(baseline / "results.csv").drop_duplicates("cell")
+        m = corr.merge(
+            b[b["corruption"] != "clean"], on=["corruption", "severity"], suffixes=("", "_b")
+        )
+        err = (1 - m["miou"]).groupby(m["corruption"]).sum()
+        ref = (1 - m["miou_b"]).groupby(m["corruption"]).sum()
+        row["mCD"] = float((100 * err / ref).mean())
+    return row
+
+
+def expected_cd(run: Path, baseline: Path) -> pd.Series:
+    """CD (%) per corruption, from the two results.csv files with pandas alone."""
+    r = pd.read_csv(run / "results.csv").drop_duplicates("cell")
+    b = pd.read_csv(baseline / "results.csv").drop_duplicates("cell")
+    m = r[r["corruption"] != "clean"].merge(b, on=["corruption", "severity"], suffixes=("", "_b"))
+    return (
+        100
+        * (1 - m["miou"]).groupby(m["corruption"]).sum()
+        / (1 - m["miou_b"]).groupby(m["corruption"]).sum()
+    )
+
+
+def published_rows() -> dict[str, dict[str, float]]:
+    df = pd.read_csv(REFERENCE_CSV, comment="#")
+    out = {}
+    for rec in df.to_dict("records"):
+        row = {k: float(v) for k, v in rec.items() if k != "model"}
+        row["mPC"] = float(np.mean([rec[c] for c in BENCHMARK]))
+        row["rPC"] = 100 * row["mPC"] / rec["clean"]
+        out[rec["model"]] = row
+    return out
+
+
+def all_expected(env) -> dict[str, dict[str, float]]:
+    b0, tiny, copy = env["runs"]
+    exp = published_rows()
+    exp["segformer-b0 (b0)"] = expected_row(b0, tiny)
+    exp["segformer-b0 (b0_copy)"] = expected_row(copy, tiny)
+    exp["Tiny"] = expected_row(tiny, tiny)
+    return exp
+
+
+def value_columns(env) -> list[str]:
+    header = pd.read_csv(env["out"] / "tables" / "table5.csv", nrows=0).columns
+    return [c for c in header if c not in ("model", "source")]
+
+
+def check(parsed: dict[str, list[str]], env, *, missing: str, tol: float = 0.05 + 1e-9) -> None:
+    exp, cols = all_expected(env), value_columns(env)
+    assert set(parsed) == set(exp)
+    for name, cells in parsed.items():
+        assert len(cells) == len(cols), name
+        for col, cell in zip(cols, cells, strict=True):
+            if col not in exp[name]:
+                assert cell == missing, (name, col, cell)
+            else:
+                assert abs(float(cell) - exp[name][col]) <= tol, (name, col, cell, exp[name][col])
+                assert re.fullmatch(r"-?\d+\.\d", cell), cell  # one decimal, like the paper
+
+
+def _strip_md(cell: str) -> str:
+    return cell.strip().removeprefix("**").removesuffix("**")
+
+
+def parse_markdown(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Rows of the first Markdown table: name -> cells (bold removed), and the raw cells."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")][2:]
+    plain, raw = {}, {}
+    for ln in lines:
+        cells = [c.strip() for c in ln.strip().strip("|").split(" | ")]
+        name = cells[0].removesuffix("†")
+        raw[name] = cells[1:]
+        plain[name] = [_strip_md(c) for c in cells[1:]]
+    return plain, raw
+
+
+# ----------------------------------------------------------------------------- Table 5
+
+
+def test_table5_markdown_numbers(env):
+    plain, _ = parse_markdown((env["out"] / "tables" / "table5.md").read_text())
+    check(plain, env, missing="–")
+
+
+def test_table5_csv_full_precision(env):
+    df = pd.read_csv(env["out"] / "tables" / "table5.csv")
+    exp = all_expected(env)
+    assert list(df["source"]).count("published") == 13 and list(df["source"]).count("run") == 3
+    for rec in df.to_dict("records"):
+        e = exp[rec["model"]]
+        for col in value_columns(env):
+            if col in e:
+                assert rec[col] == pytest.approx(e[col], rel=1e-12, abs=1e-12), (rec["model"], col)
+            else:
+                assert np.isnan(rec[col])
+
+
+def test_table5_latex_numbers_and_header(env):
+    tex = (env["out"] / "tables" / "table5.tex").read_text()
+    for token in (
+        r"\toprule",
+        r"\bottomrule",
+        r"\multicolumn{4}{c}{Blur}",
+        r"\multicolumn{4}{c}{Noise}",
+        r"\multicolumn{4}{c}{Digital}",
+        r"\multicolumn{4}{c}{Weather}",
+        r"\cmidrule(lr){3-6} \cmidrule(lr){7-10} \cmidrule(lr){11-14} \cmidrule(lr){15-18}",
+    ):
+        assert token in tex
+    body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule")[0]
+    parsed = {}
+    for ln in body.splitlines():
+        if not ln.endswith(r"\\"):
+            continue
+        cells = [c.strip() for c in ln.removesuffix(r"\\").split(" & ")]
+        name = cells[0].replace(r"$^\dagger$", "").replace(r"\_", "_")
+        parsed[name] = [re.sub(r"\\textbf\{(.*)\}", r"\1", c) for c in cells[1:]]
+    check(parsed, env, missing="--")
+
+
+def test_table5_html_numbers(env):
+    text = (env["out"] / "tables" / "table5.html").read_text()
+    parsed = {}
+    for tr in re.findall(r"<tr><th>(.*?)</th>(.*?)</tr>", text):
+        cells = [re.sub(r"</?strong>", "", c) for c in re.findall(r"<td>(.*?)</td>", tr[1])]
+        parsed[html.unescape(tr[0]).removesuffix("†")] = cells
+    check(parsed, env, missing="–")
+    assert '<th colspan="4">Blur</th>' in text
+
+
+def test_best_value_per_column_in_bold(env):
+    plain, raw = parse_markdown((env["out"] / "tables" / "table5.md").read_text())
+    for j, col in enumerate(value_columns(env)):
+        values = {n: float(c[j]) for n, c in plain.items() if c[j] != "–"}
+        best = min(values.values()) if col == "mCD" else max(values.values())
+        bold = {n for n, c in raw.items() if c[j].startswith("**")}
+        assert bold == {n for n, v in values.items() if v == best}, col
+    tex = (env["out"] / "tables" / "table5.tex").read_text()
+    assert r"\textbf{82.4}" in tex  # SegFormer-B5's clean mIoU is the best shown
+
+
+def test_runs_of_one_model_named_by_directory_and_published_marked(env):
+    df = pd.read_csv(env["out"] / "tables" / "table5.csv")
+    runs = df[df["source"] == "run"]["model"].tolist()
+    assert runs == ["segformer-b0 (b0)", "Tiny", "segformer-b0 (b0_copy)"]
+    md = (env["out"] / "tables" / "table5.md").read_text()
+    assert "| SegFormer-B5† |" in md and "computed here from the 16 corruption columns" in md
+
+
+def test_mcd_against_baseline(env):
+    df = pd.read_csv(env["out"] / "tables" / "table5.csv").set_index("model")
+    assert df.loc["Tiny", "mCD"] == pytest.approx(100.0)
+    assert df.loc["segformer-b0 (b0)", "mCD"] == pytest.approx(
+        expected_row(env["runs"][0], env["runs"][1])["mCD"]
+    )
+    assert df[df["source"] == "published"]["mCD"].isna().all()
+    b0, tiny = env["runs"][:2]
+    exp = expected_cd(b0, tiny)
+    cd_csv = pd.read_csv(env["out"] / "tables" / "cd.csv").set_index("model")
+    cols = list(cd_csv.columns)
+    assert cols == [*BENCHMARK, "mCD"]
+    assert np.allclose(
+        cd_csv.loc["segformer-b0 (b0)", list(BENCHMARK)], exp[list(BENCHMARK)], rtol=1e-12
+    )
+    plain, _ = parse_markdown((env["out"] / "tables" / "cd.md").read_text())
+    for j, c in enumerate(BENCHMARK):
+        assert abs(float(plain["segformer-b0 (b0)"][j]) - exp[c]) <= 0.05 + 1e-9
+        assert plain["Tiny"][j] == "100.0"
+    assert abs(float(plain["segformer-b0 (b0)"][-1]) - exp.mean()) <= 0.05 + 1e-9
+    cd = pd.read_csv(env["out"] / "tables" / "cd.csv").set_index("model")
+    assert np.allclose(cd.loc["Tiny", list(BENCHMARK)], 100.0)
+    assert cd.loc["segformer-b0 (b0)", "mCD"] == pytest.approx(
+        cd.loc["segformer-b0 (b0)", list(BENCHMARK)].mean()
+    )
+
+
+def test_baseline_with_other_cells_is_one_clear_error(env, tmp_path):
+    bad = tmp_path / "partial"
+    shutil.copytree(env["runs"][1], bad)
+    df = pd.read_csv(bad / "results.csv")
+    df[df["cell"] != "fog-5"].to_csv(bad / "results.csv", index=False)
+    with pytest.raises(RobustSegError, match="does not cover the same cells") as err:
+        build_report(env["runs"][:1], tmp_path / "r", baseline=bad, progress=False)
+    assert "fog-5" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "r").exists()  # nothing written before the check
+
+
+@pytest.mark.parametrize("kind", ["empty", "missing", "file"])
+def test_not_a_run_directory_is_one_clear_error(env, tmp_path, kind):
+    path = tmp_path / "x"
+    if kind == "empty":
+        path.mkdir()
+    elif kind == "file":
+        path.write_text("hi")
+    with pytest.raises(RobustSegError, match="is not a run directory") as err:
+        build_report([env["runs"][0], path], tmp_path / "r", progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_reference_none_and_unknown(env):
+    runs = tables.load_runs(env["runs"][:1])
+    t = tables.table5(runs, tables.load_reference("none"))
+    assert list(t.frame["model"]) == ["segformer-b0"] and set(t.frame["source"]) == {"run"}
+    md = tables.table5_markdown(t)
+    assert "†" not in md and "**1.5**" in md  # alone, the run holds every best value
+    with pytest.raises(RobustSegError, match="unknown reference"):
+        tables.load_reference("segformer-table9")
+    with pytest.raises(RobustSegError, match="given twice"):
+        tables.load_runs([env["runs"][0], env["runs"][0]])
+
+
+# ----------------------------------------------------------------------------- per-run tables
+
+
+def test_severity_tables_match_results(env):
+    for run, slug in zip(
+        env["runs"], ["segformer-b0_b0", "Tiny", "segformer-b0_b0_copy"], strict=True
+    ):
+        cells = (
+            pd.read_csv(run / "results.csv").drop_duplicates("cell").set_index("cell")["miou"] * 100
+        )
+        md = (env["out"] / "tables" / f"severity_{slug}.md").read_text().splitlines()
+        header = [c.strip() for c in md[0].strip("|").split("|")]
+        assert header[:2] == ["Corruption", "Category"] and header[-1] == "Mean"
+        seen = 0
+        for ln in md[2:]:
+            row = dict(
+                zip(header, (c.strip() for c in ln.strip().strip("|").split("|")), strict=True)
+            )
+            if row["Corruption"] == "clean":
+                assert float(row["Mean"]) == pytest.approx(cells["clean"], abs=0.05 + 1e-9)
+                continue
+            for s in header[2:-1]:
+                key = f"{row['Corruption']}-{s}"
+                if key in cells.index:
+                    assert float(row[s]) == pytest.approx(cells[key], abs=0.05 + 1e-9)
+                    seen += 1
+                else:
+                    assert row[s] == "–"
+        assert seen == 72
+        csv = pd.read_csv(env["out"] / "tables" / f"severity_{slug}.csv").set_index("corruption")
+        assert csv.loc["fog", "3"] == pytest.approx(cells["fog-3"], rel=1e-12)
+        assert np.isnan(csv.loc["gaussian_noise", "4"])
+
+
+# ----------------------------------------------------------------------------- figures, index
+
+
+def test_figures_written(env):
+    import matplotlib.image as mpimg
+
+    figs = env["out"] / "figures"
+    result = env["result"]
+    names = sorted(p.name for p in result.figures)
+    assert names == sorted(
+        [
+            "severity_curves.png",
+            "severity_curves.pdf",
+            "class_iou_segformer-b0_b0.png",
+            "class_iou_Tiny.png",
+            "class_iou_segformer-b0_b0_copy.png",
+            "qualitative.png",
+        ]
+    )
+    for p in result.figures:
+        if p.suffix == ".png":
+            img = mpimg.imread(p)
+            assert img.ndim == 3 and min(img.shape[:2]) > 300 and img.std() > 0.05
+    assert (figs / "severity_curves.pdf").read_bytes()[:4] == b"%PDF"
+    # The qualitative grid shows the B0 runs only: the Tiny module cannot be rebuilt.
+    assert any("Tiny left out" in w for w in result.warnings)
+    assert not any("b0" in w for w in result.warnings)
+
+
+def test_model_colors_are_stable_and_distinct():
+    names = ["segformer-b0", "segformer-b5", "deeplabv3plus-r50", "Tiny", "x", "y", "z"]
+    a = figures.model_colors(names)
+    assert a == figures.model_colors(list(reversed(names)))
+    assert len(set(a.values())) == len(names)
+
+
+def test_index_pages_link_existing_files_offline(env):
+    out = env["out"]
+    md = (out / "index.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", md)
+    assert "figures/severity_curves.png" in links and "figures/qualitative.png" in links
+    for link in links:
+        assert (out / link).is_file(), link
+    assert "| SegFormer-B5† |" in md and "Tiny left out" in md
+    page = (out / "index.html").read_text()
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert "figures/class_iou_Tiny.png" in refs
+    for ref in refs:
+        assert (out / ref).is_file(), ref
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert '<table class="table5">' in page
+
+
+def test_qualitative_predictions_reproduce_the_run(env):
+    """The grid's rebuilt model gives the run's own confusion matrices (clean and fog-2)."""
+    runs = tables.load_runs(env["runs"][:1])
+    names, rows, warns = figures.qualitative_rows(runs, num_images=2, conditions=[("fog", 2)])
+    assert names == ["segformer-b0"] and not warns and len(rows) == 4
+    for cell, corruption in (("clean", None), ("fog-2", "fog")):
+        conf = sum(
+            confusion_matrix(r.label, r.predictions[0]) for r in rows if r.corruption == corruption
+        )
+        with np.load(env["runs"][0] / "cells" / f"{cell}.npz") as z:
+            assert np.array_equal(conf, z["confusion"])
+
+
+def test_qualitative_skipped_without_data(env, tmp_path):
+    runs = tables.load_runs(env["runs"][:1])
+    path, warns = figures.plot_qualitative(
+        runs, tmp_path / "q.png", num_images=1, cityscapes_root=tmp_path / "nowhere"
+    )
+    assert path is None and not (tmp_path / "q.png").exists()
+    assert len(warns) == 1 and "cannot read the dataset" in warns[0]
+
+
+def test_parse_conditions():
+    assert figures.parse_conditions(["fog-2", "motion_blur:5", "snow"]) == [
+        ("fog", 2),
+        ("motion_blur", 5),
+        ("snow", 3),
+    ]
+    with pytest.raises(USER_ERRORS, match="unknown corruption"):
+        figures.parse_conditions(["fgo-2"])
+    with pytest.raises(RobustSegError, match="severity must be 1..5"):
+        figures.parse_conditions(["fog-9"])
