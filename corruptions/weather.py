@@ -9,7 +9,7 @@ import cv2
 import numba
 import numpy as np
 
-from corruptions._util import to_uint8
+from corruptions._util import paired_random_state, to_uint8
 from corruptions.blur import clipped_zoom, gaussian_filter, motion_blur_kernel_apply
 
 # ----------------------------------------------------------------------------------------------
@@ -268,19 +268,6 @@ def _reference_order_uniforms(mapsize: int, rs: np.random.RandomState) -> np.nda
         a[half::step, 0::step] = rs.random_sample((n, n))
         step = half
     return a
-
-
-def paired_random_state(rng: np.random.Generator) -> np.random.RandomState:
-    """A private legacy generator seeded from ``rng`` exactly as the reference backend seeds
-    imagecorruptions (``rng.integers(2**32)``).
-
-    Frost (texture and crop) and fog (the fractal's noise) draw a handful of coarse random
-    parameters whose spread between seeds dwarfs everything else; drawing them from this
-    generator, in the reference's order, gives the two backends the same draws for the same
-    ``rng``: the law is unchanged (it is the reference's), and fast-vs-reference comparisons
-    become paired instead of being swamped by seed-to-seed variance. No global state is used.
-    """
-    return np.random.RandomState(int(rng.integers(2**32)))
 
 
 def fog(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
