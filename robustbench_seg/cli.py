@@ -332,6 +332,51 @@ def report_cmd(runs, out, baseline, reference, qualitative, qualitative_corrupti
     click.echo(f"report: {result.index_md} (and {result.index_html.name})")
 
 
+@cli.command("erf")
+@click.option("--model", "-m", "models", multiple=True, required=True,
+              help="Model name/alias (repeat for several: one row each).")
+@click.option("--weights", multiple=True,
+              help="Weights per --model (one for all, or one each); default: the catalog's.")
+@click.option("--cityscapes-root", type=click.Path(path_type=Path), default=None,
+              help="Cityscapes root (default: $CITYSCAPES_DATASET), or use --images.")
+@click.option("--split", default="val", show_default=True)
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
+              help="A folder of images instead of Cityscapes.")
+@click.option("--num-images", type=int, default=100, show_default=True, help="Seeded choice of images.")
+@click.option("--size", default="1024x512", show_default=True, help="WIDTHxHEIGHT the images are resized to.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@_user_errors
+def erf_cmd(models, weights, cityscapes_root, split, images_dir, num_images, size, seed, device, out) -> None:
+    """Effective receptive fields (Luo et al. 2016; SegFormer Figure 3).
+
+    For each encoder stage and the decoder head: the gradient of the central output unit
+    w.r.t. the input, |.| summed over RGB, averaged over the images. Writes erf.png/erf.pdf
+    (rows: models, columns: stage 1-4 and head), erf.csv (mass in central squares of 1/5/25%
+    of the image, sides of the smallest squares holding 50%/90%) and erf_maps.npz.
+
+    Example: robustseg erf -m b5 -m deeplabv3plus-r101 --num-images 100 --out reports/erf
+    """
+    from robustbench_seg.analysis.erf import compute_erf
+
+    if device.startswith("cuda"):
+        from robustbench_seg.engine.evaluate import _device
+
+        _device(device)
+    if weights:
+        w = [None if x == "none" else x for x in weights]
+        weight_arg = w[0] if len(w) == 1 else w
+    else:
+        weight_arg = "default"
+    result = compute_erf(
+        list(models), weights=weight_arg, cityscapes_root=cityscapes_root, split=split,
+        images_dir=images_dir, num_images=num_images, size=_parse_size(size), seed=seed,
+        device=device, out=out, progress=_progress(),
+    )  # fmt: skip
+    click.echo(result.line())
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="robustseg")
