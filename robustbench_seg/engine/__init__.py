@@ -1,0 +1,1 @@
+"""Inference, metrics, evaluation and training loops (mmsegmentation-compatible protocols)."""

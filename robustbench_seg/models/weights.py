@@ -1,0 +1,437 @@
+"""Known pretrained weights (NVlabs SegFormer via the HF hub, mmsegmentation) and their cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from robustbench_seg.errors import RobustSegError
+from robustbench_seg.models.convert import (
+    NATIVE_METADATA_KEY,
+    Converted,
+    convert_checkpoint,
+    read_checkpoint,
+)
+
+__all__ = [
+    "CATALOG",
+    "WeightsInfo",
+    "cache_dir",
+    "download_url",
+    "hf_snapshot",
+    "is_catalog_spec",
+    "load_state_dict_strict",
+    "load_weights",
+    "resolve_weights",
+    "save_weights",
+]
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """One published checkpoint.
+
+    Attributes:
+        name: Catalog id, e.g. ``"segformer-b5-cityscapes"``.
+        model: Registry name of the architecture it fits.
+        source: ``hf://<repo id>`` or an ``https://`` URL.
+        num_classes: Classes of its head (ImageNet encoders: 0, no segmentation head).
+        dataset: What it was trained on.
+        sha256: Full sha256 or a prefix of it (mmcv publishes the first 8 hex digits in the
+            file name); ``None`` when unknown. Checked after each download.
+        miou: Published single-scale Cityscapes val mIoU, when the source states it.
+        eval_mode: The inference its published score used (``"slide 1024/768"``, ``"whole"``).
+    """
+
+    name: str
+    model: str
+    source: str
+    num_classes: int
+    dataset: str
+    sha256: str | None = None
+    miou: float | None = None
+    eval_mode: str = "whole"
+
+
+_MMSEG = "https://download.openmmlab.com/mmsegmentation/v0.5"
+# Published numbers: NVlabs/SegFormer README (Cityscapes, 1024x1024 sliding window) and
+# mmsegmentation configs/deeplabv3plus/README.md, configs/mobilenet_v2/README.md.
+_SEGFORMER_MIOU = {"b0": 76.2, "b1": 78.5, "b2": 81.0, "b3": 81.7, "b4": 82.3, "b5": 82.4}
+
+
+def _catalog() -> dict[str, WeightsInfo]:
+    entries = []
+    for v, miou in _SEGFORMER_MIOU.items():
+        entries.append(
+            WeightsInfo(
+                f"segformer-{v}-cityscapes",
+                f"segformer-{v}",
+                f"hf://nvidia/segformer-{v}-finetuned-cityscapes-1024-1024",
+                19,
+                "cityscapes",
+                miou=miou,
+                eval_mode="slide 1024/768",
+            )
+        )
+        entries.append(
+            WeightsInfo(
+                f"mit-{v}-imagenet", f"segformer-{v}", f"hf://nvidia/mit-{v}", 0, "imagenet-1k"
+            )
+        )
+    mmseg = [
+        # (catalog id, model, path under v0.5, mIoU, eval mode)
+        (
+            "deeplabv3plus-r50-cityscapes",
+            "deeplabv3plus-r50",
+            "deeplabv3plus/deeplabv3plus_r50-d8_512x1024_80k_cityscapes/"
+            "deeplabv3plus_r50-d8_512x1024_80k_cityscapes_20200606_114049-f9fb496d.pth",
+            80.09,
+            "whole",
+        ),
+        (
+            "deeplabv3plus-r101-cityscapes",
+            "deeplabv3plus-r101",
+            "deeplabv3plus/deeplabv3plus_r101-d8_512x1024_80k_cityscapes/"
+            "deeplabv3plus_r101-d8_512x1024_80k_cityscapes_20200606_114143-068fcfe9.pth",
+            80.97,
+            "whole",
+        ),
+        (
+            "deeplabv3plus-r50-cityscapes-769",
+            "deeplabv3plus-r50",
+            "deeplabv3plus/deeplabv3plus_r50-d8_769x769_80k_cityscapes/"
+            "deeplabv3plus_r50-d8_769x769_80k_cityscapes_20200606_210233-0e9dfdc4.pth",
+            79.83,
+            "slide 769/513",
+        ),
+        (
+            "deeplabv3plus-r101-cityscapes-769",
+            "deeplabv3plus-r101",
+            "deeplabv3plus/deeplabv3plus_r101-d8_769x769_80k_cityscapes/"
+            "deeplabv3plus_r101-d8_769x769_80k_cityscapes_20200607_000405-a7573d20.pth",
+            80.98,
+            "slide 769/513",
+        ),
+        (
+            "deeplabv3plus-mobilenetv2-cityscapes",
+            "deeplabv3plus-mobilenetv2",
+            "mobilenet_v2/deeplabv3plus_m-v2-d8_512x1024_80k_cityscapes/"
+            "deeplabv3plus_m-v2-d8_512x1024_80k_cityscapes_20200825_124836-d256dd4b.pth",
+            75.20,
+            "whole",
+        ),
+    ]
+    for name, model, path, miou, mode in mmseg:
+        digest = re.search(r"-([0-9a-f]{8})\.pth$", path)
+        entries.append(
+            WeightsInfo(
+                name,
+                model,
+                f"{_MMSEG}/{path}",
+                19,
+                "cityscapes",
+                sha256=digest.group(1) if digest else None,
+                miou=miou,
+                eval_mode=mode,
+            )
+        )
+    return {e.name: e for e in entries}
+
+
+CATALOG: dict[str, WeightsInfo] = _catalog()
+
+
+def cache_dir() -> Path:
+    """``$ROBUSTSEG_CACHE`` or ``~/.cache/robustseg`` (read at call time)."""
+    env = os.environ.get("ROBUSTSEG_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "robustseg"
+
+
+def _cached_path(url: str) -> Path:
+    name = Path(urllib.parse.urlparse(url).path).name or hashlib.sha256(url.encode()).hexdigest()
+    return cache_dir() / "checkpoints" / name
+
+
+def download_url(
+    url: str,
+    *,
+    sha256: str | None = None,
+    allow_http: bool = False,
+    timeout: float = 60.0,
+) -> Path:
+    """Downloads ``url`` once into the cache (temp file + atomic rename) and returns the path.
+
+    Args:
+        url: An ``https://`` URL (``http://`` only with ``allow_http``; meant for tests).
+        sha256: Expected sha256 (or a prefix of it); a mismatching download is deleted.
+        allow_http: Permit plain ``http://`` URLs.
+        timeout: Socket timeout in seconds.
+
+    Returns:
+        The cached file, ``<cache_dir>/checkpoints/<file name of the URL>``.
+
+    Raises:
+        RobustSegError: Insecure URL, network failure (naming the cache path to fill by hand),
+            or a checksum mismatch.
+    """
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme != "https" and not (allow_http and scheme == "http"):
+        raise RobustSegError(f"only https:// URLs can be downloaded, not {url!r}")
+    dest = _cached_path(url)
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                while chunk := resp.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise RobustSegError(
+                f"cannot download {url} ({reason}); download it on a machine with internet and "
+                f"put it at {dest}, or pass the file with --weights PATH"
+            ) from exc
+        actual = digest.hexdigest()
+        if sha256 is not None and not actual.startswith(sha256.lower()):
+            raise RobustSegError(
+                f"sha256 mismatch for {url}: expected {sha256}..., got {actual}; "
+                "the download was discarded"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _hf_cache_dir() -> Path:
+    """The hub cache, honouring ``HF_HUB_CACHE`` / ``HF_HOME`` at call time."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hf_snapshot(repo_id: str, revision: str | None = None) -> Path:
+    """Fetches (or finds in the local hub cache) a model repo's weights and config.
+
+    Args:
+        repo_id: ``"org/name"``.
+        revision: Branch, tag or commit; default ``main``.
+
+    Returns:
+        The snapshot directory (holds ``model.safetensors`` or ``pytorch_model.bin``).
+
+    Raises:
+        RobustSegError: When the files are neither cached nor downloadable; the message says
+            which file to fetch and where to pass it.
+    """
+    from huggingface_hub import snapshot_download
+
+    cache = _hf_cache_dir()
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision,
+            cache_dir=cache,
+            local_files_only=_hf_offline(),
+            allow_patterns=["config.json", "model.safetensors", "pytorch_model.bin"],
+        )
+    except Exception as exc:  # the hub raises many error types (offline, 404, HTTP, ...)
+        raise RobustSegError(
+            f"cannot get hf://{repo_id} ({type(exc).__name__}) and it is not in the Hugging Face "
+            f"cache {cache}; on a machine with internet run `huggingface-cli download {repo_id}` "
+            f"and copy {cache / ('models--' + repo_id.replace('/', '--'))}, or download "
+            f"https://huggingface.co/{repo_id}/resolve/main/pytorch_model.bin and pass it with "
+            "--weights PATH"
+        ) from exc
+    path = Path(folder)
+    if not any((path / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
+        raise RobustSegError(f"hf://{repo_id} has no model.safetensors or pytorch_model.bin")
+    return path
+
+
+def resolve_weights(
+    weights: str | os.PathLike[str], *, model_name: str | None = None, allow_http: bool = False
+) -> Path:
+    """Turns a weights spec into a local file or directory, downloading if needed.
+
+    Args:
+        weights: ``"default"`` (needs ``model_name``), a catalog id, ``hf://<repo>[@rev]``, an
+            ``https://`` URL, or a local path.
+        model_name: Canonical registry name; needed for ``"default"``.
+        allow_http: Permit ``http://`` URLs (tests against a local server).
+
+    Returns:
+        A checkpoint file or a ``save_pretrained`` directory.
+
+    Raises:
+        RobustSegError: Unknown catalog id, missing file, failed download.
+    """
+    spec = os.fspath(weights)
+    sha = None
+    if spec == "default":
+        from robustbench_seg.models.registry import get_model_entry
+
+        if model_name is None:
+            raise RobustSegError('weights="default" needs a model name')
+        entry = get_model_entry(model_name)
+        if entry.default_weights is None:
+            raise RobustSegError(f"model {model_name!r} has no default weights")
+        spec = entry.default_weights
+    if spec in CATALOG:
+        info = CATALOG[spec]
+        spec, sha = info.source, info.sha256
+    if spec.startswith("hf://"):
+        repo, _, rev = spec.removeprefix("hf://").partition("@")
+        return hf_snapshot(repo, rev or None)
+    if re.match(r"^[a-z]+://", spec):
+        return download_url(spec, sha256=sha, allow_http=allow_http)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        close = [n for n in CATALOG if spec.lower() in n] if spec else []
+        hint = f" (catalog ids like {close[0]!r} are also accepted)" if close else ""
+        raise RobustSegError(f"weights file not found: {path}{hint}")
+    return path
+
+
+def is_catalog_spec(weights: str | os.PathLike[str]) -> bool:
+    """True for ``"default"``, catalog ids and catalog URLs' cached downloads (known origin)."""
+    spec = os.fspath(weights)
+    if spec == "default" or spec in CATALOG:
+        return True
+    known = {_cached_path(w.source) for w in CATALOG.values() if w.source.startswith("https://")}
+    return Path(spec).expanduser() in known or spec in {w.source for w in CATALOG.values()}
+
+
+def load_state_dict_strict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str
+) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error naming the first mismatches.
+
+    Raises:
+        RobustSegError: Missing or unexpected keys, or tensors of another shape.
+    """
+    expected = model.state_dict()
+    problems = []
+    for key, value in state_dict.items():
+        if key not in expected:
+            problems.append(f"unexpected {key} {tuple(value.shape)}")
+        elif expected[key].shape != value.shape:
+            problems.append(
+                f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(expected[key].shape)}"
+            )
+    missing = [k for k in expected if k not in state_dict]
+    problems += [f"missing {k} {tuple(expected[k].shape)}" for k in missing]
+    if problems:
+        shown = "; ".join(problems[:4])
+        more = f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""
+        raise RobustSegError(
+            f"{what} does not fit this model (another architecture or class count?): {shown}{more}"
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_weights(
+    model: nn.Module,
+    weights: str | os.PathLike[str],
+    *,
+    model_name: str | None = None,
+    allow_http: bool = False,
+    trusted: bool | None = None,
+) -> Converted:
+    """Resolves, reads, converts and strictly loads weights into ``model``.
+
+    Encoder-only checkpoints (ImageNet MiT, ``nvidia/mit-b*``) load into ``model.backbone``.
+
+    Args:
+        model: The freshly built model.
+        weights: See ``resolve_weights``.
+        model_name: Canonical registry name (for ``"default"`` and the native-format check).
+        allow_http: Permit ``http://`` URLs (tests).
+        trusted: Allow full unpickling if the restricted loader refuses the file; default:
+            only for catalog weights (``"default"`` or a catalog id).
+
+    Returns:
+        The converted checkpoint (format, metadata).
+
+    Raises:
+        RobustSegError: For any unusable or mismatching checkpoint.
+    """
+    if trusted is None:
+        trusted = is_catalog_spec(weights)
+    path = resolve_weights(weights, model_name=model_name, allow_http=allow_http)
+    state, metadata = read_checkpoint(path, trusted=trusted)
+    converted = convert_checkpoint(state, metadata)
+    saved_for = (converted.metadata or {}).get("model")
+    if model_name is not None and saved_for is not None and saved_for != model_name:
+        raise RobustSegError(f"{path} holds weights for {saved_for!r}, not {model_name!r}")
+    target = model
+    if converted.encoder_only:
+        if not hasattr(model, "backbone"):
+            raise RobustSegError(
+                f"{path} is an encoder-only checkpoint; this model has no backbone"
+            )
+        target = model.backbone  # type: ignore[assignment]
+    load_state_dict_strict(target, converted.state_dict, f"{path} ({converted.source_format})")
+    return converted
+
+
+def save_weights(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    model_name: str,
+    source: str = "",
+    extra: Mapping[str, object] | None = None,
+) -> Path:
+    """Writes our native format: safetensors with JSON metadata, atomically.
+
+    Args:
+        model: The model to save.
+        path: Destination ``.safetensors`` file.
+        model_name: Canonical registry name.
+        source: Where the weights came from (free text, e.g. a catalog id or run directory).
+        extra: More JSON-serialisable metadata.
+
+    Returns:
+        The written path.
+    """
+    from safetensors.torch import save_file
+
+    num_classes = getattr(model, "num_classes", None)
+    meta = {"model": model_name, "num_classes": num_classes, "source": source, **(extra or {})}
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={NATIVE_METADATA_KEY: json.dumps(meta)})
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dest
