@@ -377,6 +377,80 @@ def erf_cmd(models, weights, cityscapes_root, split, images_dir, num_images, siz
     click.echo(result.line())
 
 
+def _pair_option(value: str | None):
+    if value is None:
+        return None
+    parts = [p for p in value.lower().replace("x", ",").split(",") if p]
+    try:
+        nums = [float(p) if "." in p else int(p) for p in parts]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use N or A,B (e.g. 1024 or 512,1024)") from None
+    return nums[0] if len(nums) == 1 else tuple(nums)
+
+
+@cli.command("train")
+@click.option("--model", "-m", required=True, help="Registry name or alias (b0..b5, deeplabv3plus-r50, ...).")
+@click.option("--cityscapes-root", type=click.Path(path_type=Path), default=None,
+              help="Dataset root with train and val splits. Default: $CITYSCAPES_DATASET.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory, e.g. runs/train-b0.")
+@click.option("--init", default="imagenet", show_default=True,
+              help="'imagenet' (catalog encoder), a checkpoint PATH, or 'none' (random).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out (same configuration).")
+@click.option("--eval-every", type=int, default=None, help="Validate every N iterations (0: never).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--accumulate", type=int, default=None, help="Gradient-accumulation steps per iteration.")
+@click.option("--workers", type=int, default=None, help="Loader processes.")
+@click.option("--log-every", type=int, default=50, show_default=True)
+@click.option("--stop-after", type=int, default=None, help="Stop (with a checkpoint) at this iteration.")
+@click.option("--iters", type=int, default=None, help="Schedule length (SegFormer 160k, DeepLabV3+ 80k).")
+@click.option("--batch-size", type=int, default=None, help="Global batch (8).")
+@click.option("--samples-per-gpu", type=int, default=None, help="Images per process per forward pass.")
+@click.option("--crop", default=None, help="Crop H,W or one size (SegFormer 1024, DeepLabV3+ 512,1024).")
+@click.option("--scale", default=None, help="Base resize scale LONG,SHORT (2048,1024).")
+@click.option("--ratio-range", default=None, help="Random resize ratios MIN,MAX (0.5,2.0).")
+@click.option("--lr", type=float, default=None, help="Base learning rate (6e-5 AdamW / 0.01 SGD).")
+@click.option("--weight-decay", type=float, default=None)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None)
+@click.option("--momentum", type=float, default=None)
+@click.option("--poly-power", type=float, default=None)
+@click.option("--min-lr", type=float, default=None)
+@click.option("--warmup-iters", type=int, default=None)
+@click.option("--head-lr-mult", type=float, default=None)
+@click.option("--aux-weight", type=float, default=None, help="Auxiliary FCN head loss weight (0.4).")
+@click.option("--cat-max-ratio", type=float, default=None)
+@click.option("--flip-prob", type=float, default=None)
+@click.option("--photometric/--no-photometric", default=None)
+@click.option("--freeze-norms", is_flag=True, default=None, help="Norms in eval mode, dropout off.")
+@click.option("--checkpoint-every", type=int, default=None)
+@click.option("--eval-mode", type=click.Choice(["whole", "slide"]), default=None)
+@_user_errors
+def train_cmd(model, cityscapes_root, out, init, resume, eval_every, precision, seed, device, accumulate,
+              workers, log_every, stop_after, crop, scale, ratio_range, **overrides) -> None:  # fmt: skip
+    """Train a model with the paper's recipe (SegFormer) or mmsegmentation's (DeepLabV3+).
+
+    Writes OUT/weights.safetensors (what `evaluate --weights` loads), best.safetensors,
+    checkpoint.pt (resume), log.jsonl and curves.png. Multi-GPU / multi-node:
+    torchrun --nproc-per-node N -m robustbench_seg train ...
+
+    Example: robustseg train --model b0 --out runs/train-b0 --iters 160000
+    """
+    from robustbench_seg.engine.train import train
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in (("crop", crop), ("scale", scale), ("ratio_range", ratio_range)):
+        if value is not None:
+            overrides[key] = _pair_option(value)
+    result = train(
+        model, cityscapes_root=cityscapes_root, out=out, init=init, resume=resume,
+        eval_every=eval_every, precision=precision, seed=seed, device=device, accumulate=accumulate,
+        workers=workers, log_every=log_every, stop_after=stop_after, progress=_progress(), **overrides,
+    )  # fmt: skip
+    best = f", best val mIoU {100 * result.best_miou:.1f} at {result.best_iteration}" if result.best_miou == result.best_miou else ""
+    click.echo(f"iteration {result.iteration}, loss {result.loss:.4f}{best}; weights: {result.weights}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="robustseg")
