@@ -272,7 +272,9 @@ def _parse_size(value: str) -> tuple[int, int]:
 
 @cli.command("make-synthetic-city")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output dataset root.")
-@click.option("--train", "n_train", type=int, default=100, show_default=True, help="Training images.")
+@click.option(
+    "--train", "n_train", type=int, default=100, show_default=True, help="Training images."
+)
 @click.option("--val", "n_val", type=int, default=50, show_default=True, help="Validation images.")
 @click.option("--size", default="1024x512", show_default=True, help="WIDTHxHEIGHT.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -296,19 +298,47 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
 
 @cli.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder, e.g. reports/study.")
-@click.option("--baseline", type=click.Path(path_type=Path), default=None,
-              help="A run directory to compute corruption degradation (CD, mCD) against.")
-@click.option("--reference", default="segformer-table5", show_default=True,
-              help="Published rows to include: 'segformer-table5', 'none', or a CSV path.")
-@click.option("--qualitative", type=int, default=0, show_default=True,
-              help="Images in the qualitative grid (needs the models and the dataset).")
-@click.option("--qualitative-corruptions", default="gaussian_noise-3,motion_blur-3,contrast-3,snow-3",
-              show_default=True, help="Cells shown in the qualitative grid (NAME-SEVERITY, comma-separated).")
-@click.option("--cityscapes-root", type=click.Path(path_type=Path), default=None,
-              help="Dataset root for the qualitative grid (default: the one recorded in the runs).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Report folder, e.g. reports/study.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A run directory to compute corruption degradation (CD, mCD) against.",
+)
+@click.option(
+    "--reference",
+    default="segformer-table5",
+    show_default=True,
+    help="Published rows to include: 'segformer-table5', 'none', or a CSV path.",
+)
+@click.option(
+    "--qualitative",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Images in the qualitative grid (needs the models and the dataset).",
+)
+@click.option(
+    "--qualitative-corruptions",
+    default="gaussian_noise-3,motion_blur-3,contrast-3,snow-3",
+    show_default=True,
+    help="Cells shown in the qualitative grid (NAME-SEVERITY, comma-separated).",
+)
+@click.option(
+    "--cityscapes-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dataset root for the qualitative grid (default: the one recorded in the runs).",
+)
 @_user_errors
-def report_cmd(runs, out, baseline, reference, qualitative, qualitative_corruptions, cityscapes_root) -> None:
+def report_cmd(
+    runs, out, baseline, reference, qualitative, qualitative_corruptions, cityscapes_root
+) -> None:
     """Render paper-style tables and figures from one or more run directories.
 
     Table 5 (Markdown, LaTeX, CSV, HTML) with the published rows, per-severity tables,
@@ -333,22 +363,46 @@ def report_cmd(runs, out, baseline, reference, qualitative, qualitative_corrupti
 
 
 @cli.command("erf")
-@click.option("--model", "-m", "models", multiple=True, required=True,
-              help="Model name/alias (repeat for several: one row each).")
-@click.option("--weights", multiple=True,
-              help="Weights per --model (one for all, or one each); default: the catalog's.")
-@click.option("--cityscapes-root", type=click.Path(path_type=Path), default=None,
-              help="Cityscapes root (default: $CITYSCAPES_DATASET), or use --images.")
+@click.option(
+    "--model",
+    "-m",
+    "models",
+    multiple=True,
+    required=True,
+    help="Model name/alias (repeat for several: one row each).",
+)
+@click.option(
+    "--weights",
+    multiple=True,
+    help="Weights per --model (one for all, or one each); default: the catalog's.",
+)
+@click.option(
+    "--cityscapes-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Cityscapes root (default: $CITYSCAPES_DATASET), or use --images.",
+)
 @click.option("--split", default="val", show_default=True)
-@click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
-              help="A folder of images instead of Cityscapes.")
-@click.option("--num-images", type=int, default=100, show_default=True, help="Seeded choice of images.")
-@click.option("--size", default="1024x512", show_default=True, help="WIDTHxHEIGHT the images are resized to.")
+@click.option(
+    "--images",
+    "images_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A folder of images instead of Cityscapes.",
+)
+@click.option(
+    "--num-images", type=int, default=100, show_default=True, help="Seeded choice of images."
+)
+@click.option(
+    "--size", default="1024x512", show_default=True, help="WIDTHxHEIGHT the images are resized to."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @_user_errors
-def erf_cmd(models, weights, cityscapes_root, split, images_dir, num_images, size, seed, device, out) -> None:
+def erf_cmd(
+    models, weights, cityscapes_root, split, images_dir, num_images, size, seed, device, out
+) -> None:
     """Effective receptive fields (Luo et al. 2016; SegFormer Figure 3).
 
     For each encoder stage and the decoder head: the gradient of the central output unit
@@ -389,25 +443,54 @@ def _pair_option(value: str | None):
 
 
 @cli.command("train")
-@click.option("--model", "-m", required=True, help="Registry name or alias (b0..b5, deeplabv3plus-r50, ...).")
-@click.option("--cityscapes-root", type=click.Path(path_type=Path), default=None,
-              help="Dataset root with train and val splits. Default: $CITYSCAPES_DATASET.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory, e.g. runs/train-b0.")
-@click.option("--init", default="imagenet", show_default=True,
-              help="'imagenet' (catalog encoder), a checkpoint PATH, or 'none' (random).")
+@click.option(
+    "--model", "-m", required=True, help="Registry name or alias (b0..b5, deeplabv3plus-r50, ...)."
+)
+@click.option(
+    "--cityscapes-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dataset root with train and val splits. Default: $CITYSCAPES_DATASET.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run directory, e.g. runs/train-b0.",
+)
+@click.option(
+    "--init",
+    default="imagenet",
+    show_default=True,
+    help="'imagenet' (catalog encoder), a checkpoint PATH, or 'none' (random).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out (same configuration).")
-@click.option("--eval-every", type=int, default=None, help="Validate every N iterations (0: never).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option(
+    "--eval-every", type=int, default=None, help="Validate every N iterations (0: never)."
+)
+@click.option(
+    "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--accumulate", type=int, default=None, help="Gradient-accumulation steps per iteration.")
+@click.option(
+    "--accumulate", type=int, default=None, help="Gradient-accumulation steps per iteration."
+)
 @click.option("--workers", type=int, default=None, help="Loader processes.")
 @click.option("--log-every", type=int, default=50, show_default=True)
-@click.option("--stop-after", type=int, default=None, help="Stop (with a checkpoint) at this iteration.")
-@click.option("--iters", type=int, default=None, help="Schedule length (SegFormer 160k, DeepLabV3+ 80k).")
+@click.option(
+    "--stop-after", type=int, default=None, help="Stop (with a checkpoint) at this iteration."
+)
+@click.option(
+    "--iters", type=int, default=None, help="Schedule length (SegFormer 160k, DeepLabV3+ 80k)."
+)
 @click.option("--batch-size", type=int, default=None, help="Global batch (8).")
-@click.option("--samples-per-gpu", type=int, default=None, help="Images per process per forward pass.")
-@click.option("--crop", default=None, help="Crop H,W or one size (SegFormer 1024, DeepLabV3+ 512,1024).")
+@click.option(
+    "--samples-per-gpu", type=int, default=None, help="Images per process per forward pass."
+)
+@click.option(
+    "--crop", default=None, help="Crop H,W or one size (SegFormer 1024, DeepLabV3+ 512,1024)."
+)
 @click.option("--scale", default=None, help="Base resize scale LONG,SHORT (2048,1024).")
 @click.option("--ratio-range", default=None, help="Random resize ratios MIN,MAX (0.5,2.0).")
 @click.option("--lr", type=float, default=None, help="Base learning rate (6e-5 AdamW / 0.01 SGD).")
@@ -418,7 +501,9 @@ def _pair_option(value: str | None):
 @click.option("--min-lr", type=float, default=None)
 @click.option("--warmup-iters", type=int, default=None)
 @click.option("--head-lr-mult", type=float, default=None)
-@click.option("--aux-weight", type=float, default=None, help="Auxiliary FCN head loss weight (0.4).")
+@click.option(
+    "--aux-weight", type=float, default=None, help="Auxiliary FCN head loss weight (0.4)."
+)
 @click.option("--cat-max-ratio", type=float, default=None)
 @click.option("--flip-prob", type=float, default=None)
 @click.option("--photometric/--no-photometric", default=None)
@@ -447,8 +532,14 @@ def train_cmd(model, cityscapes_root, out, init, resume, eval_every, precision, 
         eval_every=eval_every, precision=precision, seed=seed, device=device, accumulate=accumulate,
         workers=workers, log_every=log_every, stop_after=stop_after, progress=_progress(), **overrides,
     )  # fmt: skip
-    best = f", best val mIoU {100 * result.best_miou:.1f} at {result.best_iteration}" if result.best_miou == result.best_miou else ""
-    click.echo(f"iteration {result.iteration}, loss {result.loss:.4f}{best}; weights: {result.weights}")
+    best = (
+        f", best val mIoU {100 * result.best_miou:.1f} at {result.best_iteration}"
+        if result.best_miou == result.best_miou
+        else ""
+    )
+    click.echo(
+        f"iteration {result.iteration}, loss {result.loss:.4f}{best}; weights: {result.weights}"
+    )
 
 
 def main() -> None:
