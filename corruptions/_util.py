@@ -42,8 +42,9 @@ def paired_random_state(rng: np.random.Generator) -> np.random.RandomState:
     """A private legacy generator seeded from ``rng`` exactly as the reference backend seeds
     imagecorruptions (``rng.integers(2**32)``).
 
-    Motion blur (the angle), frost (texture and crop) and fog (the fractal's noise) draw a
-    few coarse random parameters whose spread between seeds dwarfs everything else; drawing
+    Motion blur (the angle), frost (texture and crop), fog (the fractal's noise) and spatter
+    (the liquid layer, of which only a few drops survive at low severities) draw random
+    parameters whose spread between seeds dwarfs everything else; drawing
     them from this generator, in the reference's order, gives the two backends the same draws
     for the same ``rng``: the law is unchanged (it is the reference's), and fast-vs-reference
     comparisons become paired instead of being swamped by seed-to-seed variance. No global
