@@ -403,8 +403,9 @@ def report_cmd(
 def erf_cmd(
     models, weights, cityscapes_root, split, images_dir, num_images, size, seed, device, out
 ) -> None:
-    """Effective receptive fields (Luo et al. 2016; SegFormer Figure 3).
+    """Effective receptive fields of each encoder stage and the head (SegFormer Figure 3).
 
+    Method: Luo, Li, Urtasun and Zemel (2016).
     For each encoder stage and the decoder head: the gradient of the central output unit
     w.r.t. the input, |.| summed over RGB, averaged over the images. Writes erf.png/erf.pdf
     (rows: models, columns: stage 1-4 and head), erf.csv (mass in central squares of 1/5/25%
