@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from corruptions._util import to_uint8
+from corruptions.blur import gaussian_kernel_1d
 
 
 @numba.njit(cache=True, nogil=True)
@@ -186,11 +187,8 @@ ELASTIC_TRUNCATE = 3.0  # Gaussian kernel radius in sigmas (skimage gaussian, tr
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
-    """scipy.ndimage's 1-D Gaussian kernel (radius ``int(truncate * sigma + 0.5)``)."""
-    radius = int(ELASTIC_TRUNCATE * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
+    """scipy.ndimage's 1-D Gaussian kernel, truncated at ``ELASTIC_TRUNCATE`` sigma, float32."""
+    return gaussian_kernel_1d(sigma, ELASTIC_TRUNCATE).astype(np.float32)
 
 
 @numba.njit(cache=True, nogil=True)

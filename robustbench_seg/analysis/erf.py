@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import atomic_path
 from robustbench_seg.models.registry import (
     MMSEG_PREPROCESSING,
     Preprocessing,
@@ -380,15 +380,8 @@ def _stats_rows(
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix=path.suffix) as tmp:  # savefig / savez infer from the name
+        write(tmp)
 
 
 def _write_csv(path: Path, rows: list[dict[str, object]]) -> None:

@@ -14,7 +14,6 @@ import csv
 import json
 import multiprocessing as mp
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -27,9 +26,10 @@ import numpy as np
 from corruptions import corrupt, make_protocol
 from corruptions.protocol import Protocol, variant_seed_sequence
 from corruptions.registry import BACKENDS
-from robustbench_seg.data.cityscapes import CityscapesImage, list_images, resolve_root
+from robustbench_seg.data.cityscapes import CityscapesImage, list_images, load_label, resolve_root
 from robustbench_seg.data.png import check_png, sha256_file, write_png_atomic
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import atomic_path, package_versions, write_json_atomic
 
 MANIFEST = "manifest.csv"
 JOURNAL_GLOB = ".manifest.journal.*.csv"  # one per writing process, appended per file
@@ -38,6 +38,9 @@ MANIFEST_FIELDS = ("path", "image_id", "corruption", "severity", "seed", "sha256
 # Measured PNG size / raw size over the 72 variants of Cityscapes images with our encoder is
 # ~0.45 (noise variants ~0.9, blurs ~0.25); 0.6 leaves headroom for the disk-space check.
 EST_PNG_RATIO = 0.6
+# Recorded in metadata.json: what determines the bytes of the generated files.
+_VERSIONED = ("robustseg", "numpy", "opencv-python-headless", "scipy", "scikit-image", "numba",
+              "imagecorruptions-imaug", "isal", "pillow")  # fmt: skip
 
 
 @dataclass
@@ -77,19 +80,6 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-def _package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in ("robustseg", "numpy", "opencv-python-headless", "scipy", "scikit-image",
-                 "numba", "imagecorruptions-imaug", "isal", "pillow"):  # fmt: skip
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 # ----------------------------------------------------------------------------- manifest
 
 
@@ -124,13 +114,11 @@ def _append_journal(out: Path, row: dict) -> None:
 
 
 def _write_manifest(out: Path, rows: dict[str, dict]) -> None:
-    tmp = out / f".{MANIFEST}.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(out / MANIFEST) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
         for key in sorted(rows):
             writer.writerow({k: rows[key][k] for k in MANIFEST_FIELDS})
-    os.replace(tmp, out / MANIFEST)
 
 
 # ----------------------------------------------------------------------------- worker
@@ -179,23 +167,21 @@ def _process_image(job: _Job) -> tuple[str, list[dict], int, str | None]:
     return job.image.image_id, rows, skipped, None
 
 
-def _worker_init() -> None:
-    # One thread per worker process: the parallelism is across images.
+def _one_thread() -> None:
+    # One OpenCV thread per process: the parallelism is across images.
     import cv2
 
     cv2.setNumThreads(1)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = "1"
 
 
 def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, list[dict], int, str | None]]:
     if workers <= 1:
-        _worker_init_main()
+        _one_thread()
         for job in jobs:
             yield _process_image(job)
         return
     ctx = mp.get_context(worker_start_method())
-    with ctx.Pool(workers, initializer=_worker_init) as pool:
+    with ctx.Pool(workers, initializer=_one_thread) as pool:
         yield from pool.imap_unordered(_process_image, jobs, chunksize=1)
 
 
@@ -206,12 +192,6 @@ def worker_start_method() -> str:
     state, and ``cv2.setNumThreads`` there deadlocks when the parent had used them.
     """
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-
-
-def _worker_init_main() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -356,10 +336,11 @@ def generate_cityscapes_c(
 
     # Disk space: estimate what is still to be written.
     pixels = sum(h * w for h, w in shapes) / max(len(shapes), 1)
-    todo_files = len(images) * len(variants) - sum(
-        1 for im in images for c, s in variants
-        if variant_path(out, c, s, im).relative_to(out).as_posix() in known
-    )  # fmt: skip
+    rel_paths = {
+        im.image_id: [variant_path(out, c, s, im).relative_to(out).as_posix() for c, s in variants]
+        for im in images
+    }
+    todo_files = sum(p not in known for paths in rel_paths.values() for p in paths)
     need = int(todo_files * pixels * 3 * EST_PNG_RATIO)
     free = _free_bytes(out)
     if need > free:
@@ -379,7 +360,7 @@ def generate_cityscapes_c(
         "protocol": protocol.to_dict(),
         "seeding": "SeedSequence([seed, blake2b64(image_id), corruption_index, severity])",
         "labels": "not copied: each <corruption>/<severity>/gtFine links to cityscapes_root/gtFine",
-        "versions": _package_versions(),
+        "versions": package_versions(_VERSIONED),
         "images": [im.rel_path for im in images],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -394,15 +375,14 @@ def generate_cityscapes_c(
         meta["images"] = sorted(set(previous_meta.get("images", [])) | set(meta["images"]))
         meta["created"] = previous_meta.get("created", meta["created"])
         meta["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    (out / f".{METADATA}.tmp").write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(out / f".{METADATA}.tmp", out / METADATA)
+    write_json_atomic(out / METADATA, meta)
     _link_labels(out, root, protocol)
 
     summary = GenerationSummary(out=out, images=len(images), variants=len(variants))
     summary.failed.extend(bad)
     jobs = []
     for image in images:
-        paths = {variant_path(out, c, s, image).relative_to(out).as_posix() for c, s in variants}
+        paths = rel_paths[image.image_id]
         jobs.append(_Job(image, tuple(variants), {p: known[p]["sha256"] for p in paths if p in known},
                          out, seed, backend))  # fmt: skip
 
@@ -437,7 +417,7 @@ def generate_cityscapes_c(
         raise RobustSegError(f"{error} (use --skip-bad to go on without it)")
     if summary.failed:
         meta["failed"] = [{"image": i, "error": e} for i, e in summary.failed]
-        (out / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
+        write_json_atomic(out / METADATA, meta)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -490,8 +470,6 @@ class CellView:
                        backend=self.backend)  # fmt: skip
 
     def __getitem__(self, i: int):
-        from robustbench_seg.data.cityscapes import load_label
-
         image = self.image(i)
         return i, image, load_label(self.pairs[i], image.shape[:2])
 

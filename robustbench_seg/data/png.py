@@ -9,7 +9,6 @@ is a standard 8-bit RGB PNG that every decoder reads; it is deterministic for th
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -22,6 +21,7 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     _deflate_lib = zlib
 
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import write_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -56,21 +56,6 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
     color_type = 2 if c == 3 else 0
     ihdr = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
     return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary name in the same folder and a rename, so that
-    ``path`` either does not exist or holds the complete file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_png_atomic(path: Path, image: np.ndarray) -> tuple[str, int]:

@@ -18,6 +18,7 @@ import numpy as np
 from robustbench_seg.data.cityscapes import IMAGE_SUFFIX, LABELS
 from robustbench_seg.data.png import write_png_atomic
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import write_json_atomic
 
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 METADATA = "synthetic_city.json"
@@ -1516,10 +1517,7 @@ def make_synthetic_city(
         "created": (previous or {}).get("created")
         or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{METADATA}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, out / METADATA)
+    write_json_atomic(out / METADATA, meta)
     for stale in out.glob("**/.*.tmp"):  # left by an interrupted run
         stale.unlink(missing_ok=True)
 

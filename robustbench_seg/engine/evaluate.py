@@ -40,8 +40,10 @@ from robustbench_seg.data.cityscapes_c import (
 )
 from robustbench_seg.engine import metrics
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import atomic_path, package_versions, write_json_atomic
 
 RUN_JSON = "run.json"
+_VERSIONED = ("robustseg", "torch", "numpy", "opencv-python-headless", "imagecorruptions-imaug")
 CELLS = "cells"
 
 
@@ -211,7 +213,6 @@ class _Items(torch.utils.data.Dataset):
     """All (cell, image) items still to do, cell-major; workers corrupt on the fly."""
 
     views: list[CellView]
-    cell_ids: list[int]
     n: int
     items: list[tuple[int, int]] = field(init=False)
 
@@ -224,7 +225,7 @@ class _Items(torch.utils.data.Dataset):
     def __getitem__(self, j: int):
         k, i = self.items[j]
         _, image, label = self.views[k][i]
-        return self.cell_ids[k], image, label
+        return k, image, label
 
 
 def _collate(batch):
@@ -271,28 +272,9 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return _dist()
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("robustseg", "torch", "numpy", "opencv-python-headless", "imagecorruptions-imaug"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def _atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _save_cell(path: Path, conf: np.ndarray, images: int, digest: str) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, confusion=conf.astype(np.int64), images=np.int64(images), config=digest)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, confusion=conf.astype(np.int64), images=np.int64(images), config=digest)
 
 
 def _load_cell(path: Path, digest: str) -> tuple[np.ndarray, int] | None:
@@ -499,11 +481,11 @@ def evaluate(
         info = {
             "config": config.__dict__, "config_hash": digest, "settings": {
                 "batch_size": batch_size, "workers": workers, "device": str(dev), "world_size": world,
-            }, "versions": _versions(), "device": torch.cuda.get_device_name(dev)
+            }, "versions": package_versions(_VERSIONED), "device": torch.cuda.get_device_name(dev)
             if dev.type == "cuda" else platform.processor() or platform.machine(),
             "started": t_start.isoformat(timespec="seconds"), "finished": None,
         }  # fmt: skip
-        _atomic_json(run_json, info)
+        write_json_atomic(run_json, info)
     if world > 1:
         torch.distributed.barrier()
 
@@ -519,7 +501,7 @@ def evaluate(
     my_pairs = pairs[rank::world]
     views = [CellView(my_pairs, c.corruption, c.severity, cityscapes_c=cityscapes_c, seed=seed,
                       backend=backend) for c in todo]  # fmt: skip
-    items = _Items(views, list(range(len(todo))), len(my_pairs))
+    items = _Items(views, len(my_pairs))
     n_workers = min(4, os.cpu_count() or 1) if workers is None else workers
     per_batch = batch_size if inference == "whole" else 1
     loader = torch.utils.data.DataLoader(
@@ -588,7 +570,7 @@ def evaluate(
         info = json.loads(run_json.read_text())
         info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         info["seconds"] = time.time() - t_start.timestamp()
-        _atomic_json(run_json, info)
+        write_json_atomic(run_json, info)
     if tmpdir is not None:
         tmpdir.cleanup()
     return results

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from robustbench_seg.data.cityscapes import (
 from robustbench_seg.data.transforms import AugmentConfig, augment, pad_to, rescaled_size
 from robustbench_seg.engine import distributed as D
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import atomic_path
 from robustbench_seg.models.layers import ConvBNReLU, DropPath
 from robustbench_seg.models.registry import ModelEntry, Preprocessing, get_model_entry
 
@@ -564,13 +564,8 @@ def _config_hash(config: Mapping[str, Any]) -> str:
 
 
 def _atomic_write(dest: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(dest, suffix=".part") as tmp:
+        write(str(tmp))
 
 
 def _rng_state() -> dict[str, Any]:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import atomic_path
 from robustbench_seg.models.convert import (
     NATIVE_METADATA_KEY,
     Converted,
@@ -192,13 +192,10 @@ def download_url(
     dest = _cached_path(url)
     if dest.is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:  # kept only if the download completes and checks
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
                 while chunk := resp.read(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)
@@ -214,9 +211,6 @@ def download_url(
                 f"sha256 mismatch for {url}: expected {sha256}..., got {actual}; "
                 "the download was discarded"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -425,13 +419,7 @@ def save_weights(
     num_classes = getattr(model, "num_classes", None)
     meta = {"model": model_name, "num_classes": num_classes, "source": source, **(extra or {})}
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={NATIVE_METADATA_KEY: json.dumps(meta)})
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(dest, suffix=".part") as tmp:
+        save_file(state, str(tmp), metadata={NATIVE_METADATA_KEY: json.dumps(meta)})
     return dest
