@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: test lint venv clean-venv
+.PHONY: demo test lint venv clean-venv
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(BIN)/.installed: pyproject.toml Makefile
 	touch $@
 
 venv: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/robustseg demo --out reports/demo
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -421,3 +421,46 @@ def test_parse_conditions():
         figures.parse_conditions(["fgo-2"])
     with pytest.raises(RobustSegError, match="severity must be 1..5"):
         figures.parse_conditions(["fog-9"])
+
+
+# ----------------------------------------------------------------------------- ERF section
+
+
+def test_erf_section_copies_the_erf_output_and_its_numbers(env, tmp_path):
+    from robustbench_seg.analysis.erf import compute_erf
+
+    erf_dir = tmp_path / "erf"
+    compute_erf(["b0"], cityscapes_root=env["root"], num_images=1, size=(64, 128), out=erf_dir,
+                progress=False)  # fmt: skip
+    out = tmp_path / "report"
+    result = build_report(env["runs"][:1], out, reference="none", erf=erf_dir, progress=False)
+    for rel in ("figures/erf.png", "figures/erf.pdf", "tables/erf.csv"):
+        assert (out / rel).read_bytes() == (erf_dir / Path(rel).name).read_bytes()
+    csv = pd.read_csv(erf_dir / "erf.csv")
+    md = (out / "index.md").read_text()
+    assert "![Effective receptive fields](figures/erf.png)" in md
+    section = md.split("## Effective receptive fields", 1)[1]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ")][2:]
+    assert len(rows) == len(csv) == 5
+    for line, rec in zip(rows, csv.to_dict("records"), strict=True):
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        assert cells[:2] == [rec["model"], rec["stage"]]
+        for cell, col in zip(cells[2:], ("share_1pct", "share_5pct", "share_25pct",
+                                          "side50_frac", "side90_frac"), strict=True):  # fmt: skip
+            if np.isnan(rec[col]):  # no ERF mass (an untrained LayerNorm output sums to 0)
+                assert cell == tables.DASH
+            else:
+                assert abs(float(cell) - 100 * rec[col]) <= 0.05 + 1e-9, (col, cell)
+    assert '<img src="figures/erf.png"' in (out / "index.html").read_text()
+    assert result.erf is not None and len(result.erf) == 5
+    # A later report without --erf removes the stale ERF files.
+    build_report(env["runs"][:1], out, reference="none", progress=False)
+    assert not (out / "figures" / "erf.png").exists() and not (out / "tables" / "erf.csv").exists()
+
+
+def test_erf_folder_without_its_files_is_one_clear_error(env, tmp_path):
+    (tmp_path / "erf").mkdir()
+    (tmp_path / "erf" / "erf.png").write_bytes(b"x")
+    with pytest.raises(RobustSegError, match=r"missing erf\.pdf, erf\.csv"):
+        build_report(env["runs"][:1], tmp_path / "r", erf=tmp_path / "erf", progress=False)
+    assert not (tmp_path / "r").exists()

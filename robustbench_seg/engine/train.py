@@ -616,9 +616,10 @@ def _initialize(model: nn.Module, entry: ModelEntry, init: str) -> str:
         return "random"
     if init == "imagenet":
         if entry.family == "segformer":
-            init = f"mit-{entry.name.removeprefix('segformer-')}-imagenet"
+            variant = entry.name.removeprefix("segformer-").split(".")[0]  # b0.synthetic -> b0
+            init = f"mit-{variant}-imagenet"
         else:
-            url = _IMAGENET_BACKBONES.get(entry.name, "")
+            url = _IMAGENET_BACKBONES.get(entry.name.split(".")[0], "")
             raise RobustSegError(
                 f"no ImageNet weights for {entry.name} in the catalog: download {url} (the "
                 "backbone mmseg's config starts from) and pass --init PATH, or --init none"

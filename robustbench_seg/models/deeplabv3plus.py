@@ -155,6 +155,9 @@ DEEPLABV3PLUS_CONFIGS: dict[str, DeepLabV3PlusConfig] = {
     "r50": DeepLabV3PlusConfig(backbone=partial(resnet_v1c, "r50")),
     "r101": DeepLabV3PlusConfig(backbone=partial(resnet_v1c, "r101")),
     "mobilenetv2": DeepLabV3PlusConfig(backbone=mobilenet_v2),
+    # The bundled synthetic-city model: the DeepLabV3+ paper's 256-wide head (mmseg uses 512),
+    # which keeps it at 5.4M parameters (10.8 MB in fp16) and fast on a laptop CPU.
+    "mobilenetv2-256": DeepLabV3PlusConfig(backbone=mobilenet_v2, channels=256),
 }
 
 STAGE_NAMES = ("stage1", "stage2", "stage3", "stage4")
@@ -266,3 +269,22 @@ def deeplabv3plus_mobilenetv2(num_classes: int = 19, output_stride: int = 8) -> 
         The model, randomly initialized.
     """
     return _build("mobilenetv2", num_classes, output_stride)
+
+
+def deeplabv3plus_mobilenetv2_synthetic(
+    num_classes: int = 19, output_stride: int = 16
+) -> DeepLabV3Plus:
+    """The bundled synthetic-city DeepLabV3+ MobileNetV2: a 256-wide head, output stride 16.
+
+    These are the DeepLabV3+ paper's choices (ASPP rates 6, 12, 18 at output stride 16, 256
+    channels); mmseg's Cityscapes model uses 512 channels at output stride 8, which is 2.8x the
+    parameters and 5x the CPU time.
+
+    Args:
+        num_classes: Number of output classes.
+        output_stride: 16 (as bundled) or 8.
+
+    Returns:
+        The model, randomly initialized.
+    """
+    return _build("mobilenetv2-256", num_classes, output_stride)

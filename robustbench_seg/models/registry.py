@@ -182,6 +182,23 @@ def _register_defaults() -> None:
                 family="deeplabv3plus",
             )
         )
+    # Trained on the synthetic city (robustbench_seg/assets/); what `robustseg demo` evaluates.
+    register_model(
+        ModelEntry(
+            name="segformer-b0.synthetic",
+            builder=_segformer_builder("b0"),
+            default_weights="segformer-b0-synthetic",
+            family="segformer",
+        )
+    )
+    register_model(
+        ModelEntry(
+            name="deeplabv3plus-mobilenetv2.synthetic",
+            builder="robustbench_seg.models.deeplabv3plus:deeplabv3plus_mobilenetv2_synthetic",
+            default_weights="deeplabv3plus-mobilenetv2-synthetic",
+            family="deeplabv3plus",
+        )
+    )
 
 
 def _segformer_builder(variant: str) -> Callable[..., nn.Module]:

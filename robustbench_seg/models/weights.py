@@ -29,7 +29,9 @@ __all__ = [
     "CATALOG",
     "WeightsInfo",
     "cache_dir",
+    "ASSETS",
     "download_url",
+    "export_weights",
     "hf_snapshot",
     "is_catalog_spec",
     "load_state_dict_strict",
@@ -147,7 +149,31 @@ def _catalog() -> dict[str, WeightsInfo]:
                 eval_mode=mode,
             )
         )
+    for name, model, miou in _SYNTHETIC:
+        entries.append(
+            WeightsInfo(
+                name,
+                model,
+                str(ASSETS / f"{model}.safetensors"),
+                19,
+                "synthetic-city",
+                sha256=_SYNTHETIC_SHA256.get(model),
+                miou=miou,
+                eval_mode="whole",
+            )
+        )
     return {e.name: e for e in entries}
+
+
+# The bundled models (robustseg demo): trained with `robustseg train` on the synthetic city,
+# shipped in fp16; their commands, logs and curves are in assets/training/. mIoU: synthetic val
+# split (100 images at 512x256, seed 0) with the fp16 weights.
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+_SYNTHETIC = (
+    ("segformer-b0-synthetic", "segformer-b0.synthetic", None),
+    ("deeplabv3plus-mobilenetv2-synthetic", "deeplabv3plus-mobilenetv2.synthetic", None),
+)
+_SYNTHETIC_SHA256: dict[str, str] = {}
 
 
 CATALOG: dict[str, WeightsInfo] = _catalog()
@@ -305,6 +331,13 @@ def resolve_weights(
     if re.match(r"^[a-z]+://", spec):
         return download_url(spec, sha256=sha, allow_http=allow_http)
     path = Path(spec).expanduser()
+    if sha is not None and path.is_file():  # a bundled asset: check it is the file we shipped
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if not actual.startswith(sha):
+            raise RobustSegError(
+                f"{path} is damaged or not the shipped file (sha256 {actual[:12]}..., expected "
+                f"{sha[:12]}...); reinstall robustseg or restore it with git"
+            )
     if not path.exists():
         close = [n for n in CATALOG if spec.lower() in n] if spec else []
         hint = f" (catalog ids like {close[0]!r} are also accepted)" if close else ""
@@ -422,4 +455,45 @@ def save_weights(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(dest, suffix=".part") as tmp:
         save_file(state, str(tmp), metadata={NATIVE_METADATA_KEY: json.dumps(meta)})
+    return dest
+
+
+def export_weights(
+    src: str | os.PathLike[str], dest: str | os.PathLike[str], *, half: bool = True
+) -> Path:
+    """Rewrites native weights (e.g. a run's ``weights.safetensors``) for shipping.
+
+    Floating-point tensors become fp16 when ``half`` (integer buffers are kept); the metadata
+    is kept and records the dtype. Loading casts back to the model's dtype.
+
+    Args:
+        src: A native ``.safetensors`` file written by ``save_weights`` / ``robustseg train``.
+        dest: Destination file (written atomically).
+        half: Store floating-point tensors in fp16.
+
+    Returns:
+        The written path.
+
+    Raises:
+        RobustSegError: ``src`` is not a native robustseg file.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src = Path(src)
+    try:
+        with safe_open(str(src), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error types
+        raise RobustSegError(f"cannot read {src} as safetensors: {exc}") from exc
+    if NATIVE_METADATA_KEY not in meta:
+        raise RobustSegError(f"{src} is not a robustseg weights file (no metadata)")
+    info = json.loads(meta[NATIVE_METADATA_KEY])
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    info["dtype"] = "float16" if half else "as trained"
+    dest = Path(dest)
+    with atomic_path(dest, suffix=".part") as tmp:
+        save_file(state, str(tmp), metadata={NATIVE_METADATA_KEY: json.dumps(info)})
     return dest

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.report import figures, tables
@@ -32,6 +34,7 @@ class ReportResult:
         figures: Every figure file written (PNG, PDF).
         warnings: What was left out, and why (also issued as :class:`ReportWarning`).
         table5: The Table 5 data (``frame``: one row per model, mIoU %).
+        erf: The ERF statistics shown (one row per model and stage), when ``erf`` was given.
     """
 
     out: Path
@@ -41,6 +44,7 @@ class ReportResult:
     figures: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     table5: tables.Table5 | None = None
+    erf: Any = None
 
 
 def _slug(name: str, taken: set[str]) -> str:
@@ -76,6 +80,7 @@ def build_report(
     qualitative: int = 0,
     qualitative_corruptions: Sequence[str] = figures.DEFAULT_QUALITATIVE,
     cityscapes_root: str | Path | None = None,
+    erf: str | Path | None = None,
     progress: bool = True,
 ) -> ReportResult:
     """Render a paper-style report of one or more run directories.
@@ -95,6 +100,8 @@ def build_report(
         qualitative_corruptions: ``corruption-severity`` (or ``corruption``, severity 3) rows
             of the qualitative grid, after the clean row.
         cityscapes_root: Dataset root for the qualitative grid (default: the run's).
+        erf: A folder written by ``robustseg erf`` (``erf.png``, ``erf.pdf``, ``erf.csv``): its
+            grid and statistics become the report's ERF section.
         progress: Show a progress bar.
 
     Returns:
@@ -113,6 +120,14 @@ def build_report(
         raise RobustSegError(f"--qualitative must be >= 0, got {qualitative}")
     conditions = figures.parse_conditions(qualitative_corruptions) if qualitative else []
     ref = tables.load_reference(reference)
+    erf_dir = None if erf is None else Path(erf)
+    if erf_dir is not None:
+        missing = [n for n in ERF_FILES if not (erf_dir / n).is_file()]
+        if missing:
+            raise RobustSegError(
+                f"--erf {erf_dir} is not an `robustseg erf` output folder (missing "
+                f"{', '.join(missing)})"
+            )
     run_paths = [Path(p) for p in runs]
     if not run_paths:
         raise RobustSegError("no run directories given")
@@ -202,15 +217,55 @@ def build_report(
                 result.figures.append(qual)
             bar.update()
 
+    erf_frame = None
+    if erf_dir is not None:
+        for name in ERF_FILES:
+            sub = "tables" if name.endswith(".csv") else "figures"
+            dest = out / sub / name
+            shutil.copyfile(erf_dir / name, dest)
+            (result.tables if sub == "tables" else result.figures).append(dest)
+        erf_frame = erf_table(erf_dir / "erf.csv")
+    result.erf = erf_frame
     result.index_md.write_text(_index_md(result, shown, per_run, cd, qual), encoding="utf-8")
     result.index_html.write_text(_index_html(result, shown, per_run, cd, qual), encoding="utf-8")
     return result
 
 
 _OWN_FILES = {
-    "tables": ("table5.*", "cd.*", "severity_*.*", "class_iou_*.csv"),
-    "figures": ("severity_curves.*", "class_iou_*.png", "qualitative.png"),
+    "tables": ("table5.*", "cd.*", "severity_*.*", "class_iou_*.csv", "erf.csv"),
+    "figures": ("severity_curves.*", "class_iou_*.png", "qualitative.png", "erf.*"),
 }
+ERF_FILES = ("erf.png", "erf.pdf", "erf.csv")
+_ERF_LABELS = {
+    "model": "Model",
+    "stage": "Stage",
+    "share_1pct": "in central 1% (%)",
+    "share_5pct": "in central 5% (%)",
+    "share_25pct": "in central 25% (%)",
+    "side50_frac": "50% square (% of side)",
+    "side90_frac": "90% square (% of side)",
+}
+
+
+def erf_table(csv_path: str | Path):
+    """The ERF statistics of ``erf.csv`` as shown in the report (shares and sides in %)."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path)
+    missing = [c for c in _ERF_LABELS if c not in frame.columns]
+    if missing:
+        raise RobustSegError(f"{csv_path} lacks the ERF columns {', '.join(missing)}")
+    frame = frame[list(_ERF_LABELS)].copy()
+    for col in list(_ERF_LABELS)[2:]:
+        frame[col] = 100.0 * frame[col]
+    frame["stage"] = frame["stage"].astype(str)
+    return frame
+_ERF_NOTE = (
+    "Gradient of the central output unit of each stage w.r.t. the input, |.| summed over RGB, "
+    "averaged over images (Luo et al. 2016), log scale. Table: share of the ERF mass in the "
+    "central square covering 1/5/25% of the image, and the side of the smallest central "
+    "square holding 50%/90% of it, as a percentage of the image's shorter side."
+)
 _SEV_LABELS = {"corruption": "Corruption", "category": "Category", "mean": "Mean"}
 
 
@@ -288,6 +343,17 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual) -> str:
         ]
     if qual is not None:
         md += ["## Qualitative results", "", "![Qualitative results](figures/qualitative.png)", ""]
+    if result.erf is not None:
+        md += [
+            "## Effective receptive fields (Figure 3 style)",
+            "",
+            "![Effective receptive fields](figures/erf.png)",
+            "",
+            _ERF_NOTE + " [CSV](tables/erf.csv), [PDF](figures/erf.pdf)",
+            "",
+            tables.frame_markdown(result.erf, "model", _ERF_LABELS),
+            "",
+        ]
     if result.warnings:
         md += ["## Left out", "", *(f"- {w}" for w in result.warnings), ""]
     return "\n".join(md)
@@ -338,6 +404,13 @@ def _index_html(result: ReportResult, shown, per_run, cd, qual) -> str:
         parts += [
             "<h2>Qualitative results</h2>",
             '<p><img src="figures/qualitative.png" alt="Qualitative results"></p>',
+        ]
+    if result.erf is not None:
+        parts += [
+            "<h2>Effective receptive fields (Figure 3 style)</h2>",
+            '<p><img src="figures/erf.png" alt="Effective receptive fields"></p>',
+            f'<p class="note">{e(_ERF_NOTE)}</p>',
+            tables.frame_html(result.erf, "model", _ERF_LABELS),
         ]
     if result.warnings:
         parts += [

@@ -1,0 +1,208 @@
+"""``robustseg demo``: the whole study on the synthetic city with the two bundled models.
+
+Renders ``images`` synthetic validation scenes (the same images as the val split the bundled
+models were validated on), writes their Cityscapes-C (the full 72-variant protocol), evaluates
+SegFormer-B0 and DeepLabV3+ MobileNetV2 on the clean images and every variant, computes both
+models' effective receptive fields and renders the report. Minutes on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import package_versions, write_json_atomic
+
+__all__ = ["DEMO_MODELS", "DemoResult", "run_demo"]
+
+# (registry name, short run name): SegFormer first, the DeepLabV3+ baseline second.
+DEMO_MODELS = (
+    ("segformer-b0.synthetic", "segformer-b0"),
+    ("deeplabv3plus-mobilenetv2.synthetic", "deeplabv3plus-mobilenetv2"),
+)
+DEMO_JSON = "demo.json"
+# What a demo writes into --out (besides what `report` writes): an --out holding anything else
+# is not a demo folder and is refused rather than overwritten.
+_DEMO_ENTRIES = {"runs", "erf", "tables", "figures", "index.md", "index.html", DEMO_JSON}
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` did.
+
+    Attributes:
+        out: The demo folder.
+        report: The report (``robustbench_seg.report.ReportResult``).
+        headline: Table 5 of the demo in Markdown (what the CLI prints).
+        runs: Evaluation run directories, one per model.
+        timings: Seconds per step (``synthetic``, ``cityscapes_c``, ``evaluate``, ``erf``,
+            ``report``) and ``total``.
+    """
+
+    out: Path
+    report: object
+    headline: str
+    runs: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RobustSegError(f"--out {out} exists and is not a directory")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in _DEMO_ENTRIES)
+        if foreign and not (out / DEMO_JSON).is_file():
+            raise RobustSegError(
+                f"--out {out} is not empty and holds no earlier demo ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}); choose a new folder"
+            )
+
+
+def run_demo(
+    out: str | os.PathLike = "reports/demo",
+    *,
+    images: int = 10,
+    size: tuple[int, int] = (256, 512),
+    seed: int = 0,
+    work: str | os.PathLike | None = None,
+    workers: int | None = None,
+    qualitative: int = 3,
+    device: str = "cpu",
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run the embedded demo end to end.
+
+    Args:
+        out: Report folder (created). An earlier demo there is replaced; any other non-empty
+            folder is refused.
+        images: Synthetic validation images (the first ``images`` of the val split).
+        size: ``(H, W)`` of the images; the bundled models were trained at 256x512.
+        seed: Seed of the synthetic city and of the corruptions (0: the bundled models' val
+            split).
+        work: Folder for the generated images and Cityscapes-C (kept); default: a temporary
+            folder, deleted at the end.
+        workers: Processes for rendering and corrupting (default: all cores).
+        qualitative: Images in the qualitative grid (0: none).
+        device: Torch device for evaluation and ERFs.
+        progress: Show progress bars.
+        echo: Called with one line per finished step (the CLI prints them).
+
+    Returns:
+        The demo's report, headline table, runs and timings.
+
+    Raises:
+        RobustSegError: Bad arguments, or an --out that is not a demo folder.
+    """
+    from robustbench_seg.analysis.erf import compute_erf
+    from robustbench_seg.data.cityscapes_c import generate_cityscapes_c
+    from robustbench_seg.data.synthetic import make_synthetic_city
+    from robustbench_seg.engine.evaluate import evaluate
+    from robustbench_seg.report import ReportWarning, build_report, tables
+
+    if images < 1:
+        raise RobustSegError(f"--images must be >= 1, got {images}")
+    if qualitative < 0:
+        raise RobustSegError(f"--qualitative must be >= 0, got {qualitative}")
+    h, w = size
+    if h < 32 or w < 32:
+        raise RobustSegError(f"--size must be at least 32x32, got {w}x{h}")
+    out = Path(out)
+    _check_out(out)
+    say = echo or (lambda _line: None)
+    workers = workers or os.cpu_count() or 1
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    tmp = None
+    if work is None:
+        tmp = tempfile.TemporaryDirectory(prefix="robustseg-demo-")
+        work = tmp.name
+    work = Path(work)
+    city, city_c = work / "synthetic-city", work / "synthetic-city-c"
+    try:
+        t = time.perf_counter()
+        made = make_synthetic_city(
+            city, train=0, val=images, size=size, seed=seed, workers=workers, progress=progress
+        )
+        timings["synthetic"] = time.perf_counter() - t
+        say(f"synthetic city: {images} val images at {w}x{h} ({timings['synthetic']:.1f} s)")
+        del made
+
+        t = time.perf_counter()
+        gen = generate_cityscapes_c(
+            city, city_c, seed=seed, workers=workers, progress=progress
+        )  # the full protocol: 16 corruptions, 72 variants
+        timings["cityscapes_c"] = time.perf_counter() - t
+        if gen.failed:
+            raise RobustSegError(f"Cityscapes-C generation failed for {gen.failed[0][0]}")
+        say(
+            f"Cityscapes-C: {gen.images} images x {gen.variants} variants "
+            f"({timings['cityscapes_c']:.1f} s)"
+        )
+
+        out.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        runs = []
+        for model, name in DEMO_MODELS:
+            run = out / "runs" / name
+            evaluate(
+                model, weights="default", cityscapes_root=city, cityscapes_c=city_c,
+                inference="whole", batch_size=2, workers=min(2, workers), device=device,
+                out=run, overwrite=True, progress=progress,
+            )  # fmt: skip
+            runs.append(run)
+        timings["evaluate"] = time.perf_counter() - t
+        say(
+            f"evaluated {len(runs)} models on {images} images x 73 cells "
+            f"({timings['evaluate']:.1f} s)"
+        )
+
+        t = time.perf_counter()
+        erf = compute_erf(
+            [m for m, _ in DEMO_MODELS], weights="default", cityscapes_root=city,
+            num_images=images, size=size, seed=seed, device=device, out=out / "erf",
+            progress=progress,
+        )  # fmt: skip
+        timings["erf"] = time.perf_counter() - t
+        say(f"{erf.line()}")
+
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ReportWarning)
+            report = build_report(
+                runs, out, baseline=runs[-1], reference="none",
+                qualitative=min(qualitative, images), cityscapes_root=city, erf=out / "erf",
+                progress=progress,
+            )  # fmt: skip
+        timings["report"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - start
+        say(f"report ({timings['report']:.1f} s)")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    headline = tables.table5_markdown(report.table5)
+    write_json_atomic(
+        out / DEMO_JSON,
+        {
+            "command": "robustseg demo",
+            "models": [m for m, _ in DEMO_MODELS],
+            "images": images,
+            "size": [h, w],
+            "seed": seed,
+            "device": device,
+            "timings_s": {k: round(v, 2) for k, v in timings.items()},
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": package_versions(("robustseg", "torch", "numpy", "opencv-python-headless")),
+        },
+    )
+    return DemoResult(out, report, headline, runs, timings)

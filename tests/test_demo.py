@@ -1,0 +1,202 @@
+"""The embedded demo: bundled models (registry, catalog, fp16 assets), `robustseg demo`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+
+from corruptions.registry import BENCHMARK
+from robustbench_seg.cli import cli
+from robustbench_seg.demo import DEMO_MODELS, run_demo
+from robustbench_seg.engine.metrics import confusion_matrix
+from robustbench_seg.errors import RobustSegError
+from robustbench_seg.models import weights as W
+from robustbench_seg.models.convert import NATIVE_METADATA_KEY
+from robustbench_seg.models.registry import create_model, get_model_entry
+
+BUNDLED = [m for m, _ in DEMO_MODELS]
+
+
+# ----------------------------------------------------------------------------- bundled models
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_asset_is_registered_fp16_and_checked(name):
+    entry = get_model_entry(name)
+    info = W.CATALOG[entry.default_weights]
+    path = Path(info.source)
+    assert info.model == name and info.dataset == "synthetic-city"
+    assert path.parent == W.ASSETS and path.is_file()
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert info.miou is not None and info.miou >= 75.0  # the issue's bar, measured in fp16
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()[NATIVE_METADATA_KEY])
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118
+    assert meta["model"] == name and meta["dtype"] == "float16"
+    assert torch.float32 not in dtypes and torch.float16 in dtypes
+    model = create_model(name, weights="default")
+    assert not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_bundled_assets_fit_in_25_mb():
+    total = sum(Path(W.CATALOG[get_model_entry(n).default_weights].source).stat().st_size
+                for n in BUNDLED)  # fmt: skip
+    assert total <= 25 * 10**6
+
+
+def test_bundled_architectures():
+    # SegFormer-B0 as published; DeepLabV3+ MobileNetV2 with the paper's 256-wide head at OS 16.
+    b0 = create_model("segformer-b0.synthetic")
+    assert sum(p.numel() for p in b0.parameters()) == 3_719_027
+    dl = create_model("deeplabv3plus-mobilenetv2.synthetic")
+    assert dl.output_stride == 16 and dl.decode_head.conv_seg.in_channels == 256
+    x = torch.zeros(1, 3, 64, 128)
+    with torch.no_grad():
+        assert dl.eval()(x).shape == (1, 19, 16, 32)
+
+
+def test_damaged_asset_is_one_clear_error(tmp_path, monkeypatch):
+    good = tmp_path / "w.safetensors"
+    W.save_weights(create_model("segformer-b0.synthetic"), good, model_name="segformer-b0.synthetic")
+    info = W.WeightsInfo("x-synthetic", "segformer-b0.synthetic", str(good), 19, "synthetic-city",
+                         sha256=hashlib.sha256(good.read_bytes()).hexdigest())  # fmt: skip
+    monkeypatch.setitem(W.CATALOG, "x-synthetic", info)
+    assert W.resolve_weights("x-synthetic") == good
+    good.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")  # e.g. an LFS pointer
+    with pytest.raises(RobustSegError, match="damaged or not the shipped file"):
+        W.resolve_weights("x-synthetic")
+
+
+def test_export_weights_half_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("deeplabv3plus-mobilenetv2.synthetic")
+    model.eval()
+    src = W.save_weights(model, tmp_path / "fp32.safetensors", model_name="deeplabv3plus-mobilenetv2.synthetic")
+    dest = W.export_weights(src, tmp_path / "fp16.safetensors")
+    assert dest.stat().st_size < 0.55 * src.stat().st_size
+    with safe_open(str(src), framework="pt") as a, safe_open(str(dest), framework="pt") as b:
+        assert set(a.keys()) == set(b.keys())
+        for k in a.keys():  # noqa: SIM118
+            ta, tb = a.get_tensor(k), b.get_tensor(k)
+            if ta.is_floating_point():
+                assert tb.dtype == torch.float16 and torch.equal(tb, ta.half())
+            else:
+                assert tb.dtype == ta.dtype and torch.equal(ta, tb)
+    loaded = create_model("deeplabv3plus-mobilenetv2.synthetic", weights=str(dest))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        diff = (loaded(x) - model(x)).abs().max().item()
+    assert 0 < diff < 0.05  # fp16 rounding of the weights only
+    (tmp_path / "plain.safetensors").write_bytes(dest.read_bytes()[:100])
+    with pytest.raises(RobustSegError, match="cannot read"):
+        W.export_weights(tmp_path / "plain.safetensors", tmp_path / "y.safetensors")
+    assert not (tmp_path / "y.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------- demo CLI errors
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--images", "0"], "--images must be >= 1"),
+        (["--size", "8x8"], "--size must be at least 32x32"),
+        (["--size", "big"], "use WIDTHxHEIGHT"),
+        (["--qualitative", "-1"], "--qualitative must be >= 0"),
+    ],
+)
+def test_demo_bad_arguments_are_one_line(tmp_path, args, match):
+    r = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d"), *args])
+    assert r.exit_code == 2, r.output
+    errors = [ln for ln in r.output.splitlines() if "rror" in ln]
+    assert len(errors) == 1 and match in errors[0] and "Traceback" not in r.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    r = CliRunner().invoke(cli, ["demo", "--out", str(out)])
+    assert r.exit_code == 2 and "holds no earlier demo" in r.output
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+
+
+# ----------------------------------------------------------------------------- the demo itself
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_reduced(tmp_path):
+    """Two images at the bundled models' size: every report file, and its numbers."""
+    out, work = tmp_path / "demo", tmp_path / "work"
+    r = CliRunner().invoke(
+        cli,
+        ["demo", "--out", str(out), "--images", "2", "--work", str(work), "--workers", "2",
+         "--qualitative", "1"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "| Model | Clean |" in r.output and f"report: {out / 'index.md'}" in r.output
+
+    # Files: the synthetic images and their full Cityscapes-C, both runs, ERFs, the report.
+    assert len(list((work / "synthetic-city" / "leftImg8bit" / "val").rglob("*.png"))) == 2
+    assert len(list((work / "synthetic-city-c").rglob("*.png"))) == 2 * 72
+    for _, run in DEMO_MODELS:
+        cells = sorted(p.stem for p in (out / "runs" / run / "cells").glob("*.npz"))
+        assert len(cells) == 73 and "clean" in cells
+    for rel in ("index.md", "index.html", "demo.json", "tables/table5.md", "tables/table5.tex",
+                "tables/table5.csv", "tables/table5.html", "tables/cd.csv", "tables/erf.csv",
+                "figures/severity_curves.png", "figures/severity_curves.pdf", "figures/erf.png",
+                "figures/erf.pdf", "figures/qualitative.png", "erf/erf_maps.npz"):  # fmt: skip
+        assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
+    index = (out / "index.md").read_text()
+    for needle in ("Table 5", "figures/severity_curves.png", "figures/erf.png",
+                   "figures/qualitative.png"):  # fmt: skip
+        assert needle in index
+
+    # Numbers: Table 5 equals the runs' results; the clean cell equals an independent
+    # recomputation from the images, the bundled weights and the label maps.
+    t5 = pd.read_csv(out / "tables" / "table5.csv").set_index("model")
+    assert list(t5.index) == BUNDLED
+    for model, run in DEMO_MODELS:
+        df = pd.read_csv(out / "runs" / run / "results.csv").drop_duplicates("cell")
+        clean = df.loc[df["corruption"] == "clean", "miou"].iloc[0]
+        means = df[df["corruption"] != "clean"].groupby("corruption")["miou"].mean()
+        assert t5.loc[model, "clean"] == pytest.approx(100 * clean, abs=1e-9)
+        for c in BENCHMARK:
+            assert t5.loc[model, c] == pytest.approx(100 * means[c], abs=1e-9)
+        assert clean >= 0.6, (model, clean)  # two images only; the full val split is >= 0.75
+        assert means.mean() < clean  # corruption hurts on average
+        _check_clean_cell(model, work / "synthetic-city", out / "runs" / run)
+    erf = pd.read_csv(out / "tables" / "erf.csv")
+    assert len(erf) == 2 * 5 and set(erf["model"]) == set(BUNDLED)
+    meta = json.loads((out / "demo.json").read_text())
+    assert meta["images"] == 2 and meta["size"] == [256, 512]
+    assert set(meta["timings_s"]) == {"synthetic", "cityscapes_c", "evaluate", "erf", "report", "total"}
+
+
+def _check_clean_cell(model: str, city: Path, run: Path) -> None:
+    import cv2
+
+    from robustbench_seg.data.cityscapes import list_pairs, load_label
+    from robustbench_seg.engine.inference import predict_logits, preprocess
+    net = create_model(model, weights="default")
+    pre = get_model_entry(model).preprocessing
+    conf = np.zeros((19, 19), np.int64)
+    for pair in list_pairs(city, "val"):
+        img = cv2.cvtColor(cv2.imread(str(pair.image.path)), cv2.COLOR_BGR2RGB)
+        with torch.no_grad():
+            logits = predict_logits(net, preprocess(img, pre, torch.device("cpu")), mode="whole")
+        pred = logits.argmax(1)[0].numpy()
+        conf += confusion_matrix(load_label(pair), pred, 19)
+    saved = np.load(run / "cells" / "clean.npz")["confusion"]
+    assert np.array_equal(saved, conf)
