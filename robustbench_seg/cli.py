@@ -511,6 +511,12 @@ def _pair_option(value: str | None):
 @click.option(
     "--aux-weight", type=float, default=None, help="Auxiliary FCN head loss weight (0.4)."
 )
+@click.option(
+    "--class-weight",
+    default=None,
+    help="Cross-entropy class weights: 'enet' (1/ln(1.02 + class frequency), from the "
+    "training labels), 'none', or one number per class (comma-separated).",
+)
 @click.option("--cat-max-ratio", type=float, default=None)
 @click.option("--flip-prob", type=float, default=None)
 @click.option("--photometric/--no-photometric", default=None)
@@ -530,7 +536,18 @@ def train_cmd(model, cityscapes_root, out, init, resume, eval_every, precision, 
     """
     from robustbench_seg.engine.train import train
 
+    weight = overrides.pop("class_weight", None)
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if weight is not None and weight.lower() != "none":
+        try:
+            overrides["class_weight"] = (
+                "enet" if weight.lower() == "enet" else tuple(float(v) for v in weight.split(","))
+            )
+        except ValueError:
+            raise click.BadParameter(
+                f"{weight!r}: use enet, none, or comma-separated numbers",
+                param_hint="--class-weight",
+            ) from None
     for key, value in (("crop", crop), ("scale", scale), ("ratio_range", ratio_range)):
         if value is not None:
             overrides[key] = _pair_option(value)

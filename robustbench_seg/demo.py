@@ -8,7 +8,6 @@ models' effective receptive fields and renders the report. Minutes on a laptop C
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -130,12 +129,11 @@ def run_demo(
     city, city_c = work / "synthetic-city", work / "synthetic-city-c"
     try:
         t = time.perf_counter()
-        made = make_synthetic_city(
+        make_synthetic_city(
             city, train=0, val=images, size=size, seed=seed, workers=workers, progress=progress
         )
         timings["synthetic"] = time.perf_counter() - t
         say(f"synthetic city: {images} val images at {w}x{h} ({timings['synthetic']:.1f} s)")
-        del made
 
         t = time.perf_counter()
         gen = generate_cityscapes_c(
@@ -173,7 +171,7 @@ def run_demo(
             progress=progress,
         )  # fmt: skip
         timings["erf"] = time.perf_counter() - t
-        say(f"{erf.line()}")
+        say(erf.line())
 
         t = time.perf_counter()
         with warnings.catch_warnings():
@@ -181,7 +179,8 @@ def run_demo(
             report = build_report(
                 runs, out, baseline=runs[-1], reference="none",
                 qualitative=min(qualitative, images), cityscapes_root=city, erf=out / "erf",
-                progress=progress,
+                title=f"robustseg demo: {images} synthetic city images under the Cityscapes-C "
+                "protocol", progress=progress,
             )  # fmt: skip
         timings["report"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - start

@@ -476,3 +476,49 @@ def test_overfits_four_images(model, opts, tmp_path):
     rows = [json.loads(x) for x in res.log.read_text().splitlines()]
     assert rows[-1]["loss"] < rows[0]["loss"] / 3
     assert res.val_accuracy >= 0.9, rows
+
+
+# ----------------------------------------------------------------------------- class weights
+
+
+def test_enet_class_weights_and_weighted_loss(data_root):
+    from robustbench_seg.data.cityscapes import load_label
+
+    pairs = list_pairs(data_root, "train")
+    counts = np.zeros(19)
+    for p in pairs:
+        lab = load_label(p)
+        for k in range(19):
+            counts[k] += (lab == k).sum()
+    expected = [round(1 / np.log(1.02 + c / counts.sum()), 4) for c in counts]
+    got = tr.enet_class_weights(pairs, 19)
+    assert got == pytest.approx(expected, abs=1e-12)
+
+    # Weighted cross-entropy: each pixel's loss times its class's weight, mean over all pixels
+    # (ignored ones count zero).
+    torch.manual_seed(0)
+    logits = torch.randn(2, 19, 8, 8)
+    label = torch.randint(0, 19, (2, 8, 8))
+    label[0, 0] = 255
+    w = torch.rand(19) + 0.5
+    logp = torch.log_softmax(logits, 1)
+    valid = label != 255
+    picked = logp.permute(0, 2, 3, 1)[valid, label[valid]]
+    manual = -(w[label[valid]] * picked).sum() / label.numel()
+    assert tr.seg_loss(logits, label, 255, w).item() == pytest.approx(manual.item(), rel=1e-6)
+
+
+def test_class_weight_option_is_recorded_and_changes_training(data_root, tmp_path):
+    a = tr.train("b0", cityscapes_root=data_root, out=tmp_path / "a", **{**TINY, "iters": 3})
+    b = tr.train("b0", cityscapes_root=data_root, out=tmp_path / "b", class_weight="enet",
+                 **{**TINY, "iters": 3})  # fmt: skip
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())["config"]
+    pairs = list_pairs(data_root, "train")
+    assert cfg["class_weight"] == list(tr.enet_class_weights(pairs, 19))
+    assert "class_weight" not in json.loads((tmp_path / "a" / "config.json").read_text())["config"]
+    assert _max_diff(_weights(a.weights), _weights(b.weights)) > 0
+    with pytest.raises(RobustSegError, match="class_weight has 3 values"):
+        tr.train("b0", cityscapes_root=data_root, out=tmp_path / "c", class_weight=(1.0, 2.0, 3.0),
+                 **TINY)  # fmt: skip
+    with pytest.raises(RobustSegError, match="class_weight must be"):
+        tr.get_recipe("b0", class_weight=(1.0, -1.0))

@@ -28,7 +28,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,10 @@ class Recipe:
         aux_channels: Width of the auxiliary head's conv.
         aux_dropout: Dropout before the auxiliary classifier.
         ignore_index: Ignored label value.
+        class_weight: Per-class cross-entropy weights [``loss_decode.class_weight``]: ``None``
+            (all 1), one weight per class, or ``"enet"``: ``1 / ln(1.02 + p_c)`` from the
+            training labels' class frequencies ``p_c`` (Paszke et al. 2016), computed when
+            training starts and recorded as numbers.
         freeze_norms: Keep normalisation layers in eval mode and dropout / stochastic depth off
             (batch-independent layers; used to compare multi-process and single-process runs).
         eval_mode: Validation inference, ``"whole"`` or ``"slide"``.
@@ -155,6 +159,7 @@ class Recipe:
     aux_channels: int = 256
     aux_dropout: float = 0.1
     ignore_index: int = IGNORE_INDEX
+    class_weight: str | tuple[float, ...] | None = None
     freeze_norms: bool = False
     eval_mode: str = "whole"
     eval_crop: tuple[int, int] = (1024, 1024)
@@ -180,6 +185,8 @@ class Recipe:
         d = dataclasses.asdict(self)
         for key in _UNHASHED:
             d.pop(key)
+        if d["class_weight"] is None:  # runs from before the option keep their hash
+            d.pop("class_weight")
         return d
 
 
@@ -292,6 +299,12 @@ def _validate(r: Recipe) -> None:
         (r.eval_mode in ("whole", "slide"), f"eval_mode must be whole or slide: {r.eval_mode!r}"),
         (r.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {r.checkpoint_every}"),
         (r.eval_every >= 0, f"eval_every must be >= 0, got {r.eval_every}"),
+        (
+            r.class_weight is None
+            or r.class_weight == "enet"
+            or (not isinstance(r.class_weight, str) and min(r.class_weight) > 0),
+            f"class_weight must be 'enet', none or positive numbers, got {r.class_weight!r}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -366,18 +379,42 @@ def _set_train_mode(net: nn.Module, freeze_norms: bool) -> None:
 
 
 def seg_loss(
-    logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX
+    logits: torch.Tensor,
+    label: torch.Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """mmseg's decode-head loss: logits resized (bilinear) to the label, cross-entropy.
 
     Averaged over all pixels, ignored ones counting zero (mmseg's ``avg_non_ignore=False``),
     so the loss of a batch is the mean of its samples' losses and splitting a batch over
-    processes or accumulation steps leaves the gradient unchanged.
+    processes or accumulation steps leaves the gradient unchanged. With ``weight`` each
+    pixel's loss is multiplied by its class's weight (still averaged over pixels, as mmseg).
     """
     logits = F.interpolate(
         logits.float(), size=label.shape[-2:], mode="bilinear", align_corners=False
     )
-    return F.cross_entropy(logits, label, ignore_index=ignore_index, reduction="none").mean()
+    return F.cross_entropy(
+        logits, label, weight=weight, ignore_index=ignore_index, reduction="none"
+    ).mean()
+
+
+def enet_class_weights(
+    pairs: Sequence[CityscapesPair], num_classes: int, c: float = 1.02
+) -> tuple[float, ...]:
+    """ENet's class weights ``1 / ln(c + p_k)``, ``p_k`` the class's share of labelled pixels.
+
+    Classes absent from ``pairs`` get the largest weight, ``1 / ln(c)``. Rounded to 4 decimals
+    (they are recorded in the run's configuration).
+    """
+    counts = np.zeros(num_classes, np.int64)
+    for pair in pairs:
+        lab = load_label(pair)
+        counts += np.bincount(lab[lab < num_classes].ravel(), minlength=num_classes)[:num_classes]
+    if counts.sum() == 0:
+        raise RobustSegError("class_weight='enet': the training labels hold no labelled pixel")
+    p = counts / counts.sum()
+    return tuple(round(float(1.0 / np.log(c + q)), 4) for q in p)
 
 
 def build_optimizer(net: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -833,6 +870,15 @@ def train(
     except RobustSegError as exc:
         raise RobustSegError(f"no usable training split: {exc}") from exc
     _check_crop_fits(train_pairs, recipe)
+    if recipe.class_weight == "enet":
+        recipe = dataclasses.replace(
+            recipe, class_weight=enet_class_weights(train_pairs, entry.num_classes)
+        )
+    if recipe.class_weight is not None and len(recipe.class_weight) != entry.num_classes:
+        raise RobustSegError(
+            f"class_weight has {len(recipe.class_weight)} values; {entry.name} has "
+            f"{entry.num_classes} classes"
+        )
     val_pairs: list[CityscapesPair] = []
     if recipe.eval_every > 0:
         try:
@@ -888,6 +934,11 @@ def train(
     net.to(info.device)
     optimizer = build_optimizer(net, recipe)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    class_weight = (
+        None
+        if recipe.class_weight is None
+        else torch.tensor(recipe.class_weight, dtype=torch.float32, device=info.device)
+    )
     start = 0
     best = {"miou": float("nan"), "iter": 0}
     if ckpt is not None:
@@ -1003,10 +1054,10 @@ def train(
             with contextlib.nullcontext() if sync else ddp.no_sync():  # type: ignore[operator]
                 with _autocast(info.device, precision):
                     logits, aux_logits = ddp(images)
-                loss = seg_loss(logits, labels, recipe.ignore_index)
+                loss = seg_loss(logits, labels, recipe.ignore_index, class_weight)
                 if aux_logits is not None:
                     loss = loss + recipe.aux_weight * seg_loss(
-                        aux_logits, labels, recipe.ignore_index
+                        aux_logits, labels, recipe.ignore_index, class_weight
                     )
                 loss = loss / accumulate
                 (scaler.scale(loss) if scaler is not None else loss).backward()

@@ -35,6 +35,7 @@ class ReportResult:
         warnings: What was left out, and why (also issued as :class:`ReportWarning`).
         table5: The Table 5 data (``frame``: one row per model, mIoU %).
         erf: The ERF statistics shown (one row per model and stage), when ``erf`` was given.
+        title: The pages' heading.
     """
 
     out: Path
@@ -45,6 +46,7 @@ class ReportResult:
     warnings: list[str] = field(default_factory=list)
     table5: tables.Table5 | None = None
     erf: Any = None
+    title: str = "Robustness report (Cityscapes-C)"
 
 
 def _slug(name: str, taken: set[str]) -> str:
@@ -81,6 +83,7 @@ def build_report(
     qualitative_corruptions: Sequence[str] = figures.DEFAULT_QUALITATIVE,
     cityscapes_root: str | Path | None = None,
     erf: str | Path | None = None,
+    title: str = "Robustness report (Cityscapes-C)",
     progress: bool = True,
 ) -> ReportResult:
     """Render a paper-style report of one or more run directories.
@@ -102,6 +105,7 @@ def build_report(
         cityscapes_root: Dataset root for the qualitative grid (default: the run's).
         erf: A folder written by ``robustseg erf`` (``erf.png``, ``erf.pdf``, ``erf.csv``): its
             grid and statistics become the report's ERF section.
+        title: The pages' heading.
         progress: Show a progress bar.
 
     Returns:
@@ -149,7 +153,7 @@ def build_report(
         for pattern in patterns:  # files of an earlier report that this one may not rewrite
             for old in (out / sub).glob(pattern):
                 old.unlink()
-    result = ReportResult(out, out / "index.md", out / "index.html", table5=t5)
+    result = ReportResult(out, out / "index.md", out / "index.html", table5=t5, title=title)
 
     def write(rel: str, text: str) -> Path:
         path = out / rel
@@ -260,6 +264,8 @@ def erf_table(csv_path: str | Path):
         frame[col] = 100.0 * frame[col]
     frame["stage"] = frame["stage"].astype(str)
     return frame
+
+
 _ERF_NOTE = (
     "Gradient of the central output unit of each stage w.r.t. the input, |.| summed over RGB, "
     "averaged over images (Luo et al. 2016), log scale. Table: share of the ERF mass in the "
@@ -297,7 +303,7 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual) -> str:
     t5 = result.table5
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = [
-        "# Robustness report (Cityscapes-C)",
+        f"# {result.title}",
         "",
         f"Made by `robustseg report` on {now}. mIoU in percent; each corruption column is the mean "
         "over its severities (SegFormer, Xie et al. 2021, Table 5). Tables also as "
@@ -367,11 +373,11 @@ def _index_html(result: ReportResult, shown, per_run, cd, qual) -> str:
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
-        "<title>Robustness report (Cityscapes-C)</title>",
+        f"<title>{e(result.title)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
         "<body>",
-        "<h1>Robustness report (Cityscapes-C)</h1>",
+        f"<h1>{e(result.title)}</h1>",
         "<p>mIoU in percent; each corruption column is the mean over its severities (SegFormer, "
         'Xie et al. 2021, Table 5). Also as <a href="tables/table5.tex">LaTeX</a>, '
         '<a href="tables/table5.csv">CSV</a> and <a href="index.md">Markdown</a>.</p>',
