@@ -182,7 +182,8 @@ def test_demo_end_to_end_reduced(tmp_path):
         assert t5.loc[model, "clean"] == pytest.approx(100 * clean, abs=1e-9)
         for c in BENCHMARK:
             assert t5.loc[model, c] == pytest.approx(100 * means[c], abs=1e-9)
-        assert clean >= 0.6, (model, clean)  # two images only; the full val split is >= 0.75
+        # Trained weights (2 images; val split: 55.4 / 50.4); random weights score < 0.05.
+        assert clean >= 0.35, (model, clean)
         assert means.mean() < clean  # corruption hurts on average
         _check_clean_cell(model, work / "synthetic-city", out / "runs" / run)
     erf = pd.read_csv(out / "tables" / "erf.csv")

@@ -170,10 +170,15 @@ def _catalog() -> dict[str, WeightsInfo]:
 # split (100 images at 512x256, seed 0) with the fp16 weights.
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 _SYNTHETIC = (
-    ("segformer-b0-synthetic", "segformer-b0.synthetic", None),
-    ("deeplabv3plus-mobilenetv2-synthetic", "deeplabv3plus-mobilenetv2.synthetic", None),
+    ("segformer-b0-synthetic", "segformer-b0.synthetic", 55.4),
+    ("deeplabv3plus-mobilenetv2-synthetic", "deeplabv3plus-mobilenetv2.synthetic", 50.4),
 )
-_SYNTHETIC_SHA256: dict[str, str] = {}
+_SYNTHETIC_SHA256 = {
+    "segformer-b0.synthetic": "1b634073f3393abae9dcfd8cb5ac7bcf1290564802cc329aa059e9395ce9d5d4",
+    "deeplabv3plus-mobilenetv2.synthetic": (
+        "05a56af4bd36e2cfb9ee3c45742900a5babc3dcb5e7888ec3b8f1d27d8c6328e"
+    ),
+}
 
 
 CATALOG: dict[str, WeightsInfo] = _catalog()
