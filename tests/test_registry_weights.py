@@ -41,6 +41,7 @@ def test_list_models_and_aliases() -> None:
     assert names == sorted(
         [f"segformer-b{i}" for i in range(6)]
         + ["deeplabv3plus-mobilenetv2", "deeplabv3plus-r101", "deeplabv3plus-r50"]
+        + ["segformer-b0.synthetic", "deeplabv3plus-mobilenetv2.synthetic"]  # bundled (demo)
     )
     for i in range(6):
         assert get_model_entry(f"b{i}").name == f"segformer-b{i}"
