@@ -261,6 +261,14 @@ def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptio
         click.echo(f"results: {out}/results.csv, summary: {out}/summary.csv")
 
 
+def _check_cuda(device: str) -> None:
+    """A CUDA device that is not there fails here, in one line, before any work."""
+    if device.startswith("cuda"):
+        from robustbench_seg.engine.evaluate import _device
+
+        _device(device)
+
+
 def _parse_size(value: str) -> tuple[int, int]:
     """``WxH`` (e.g. 1024x512) → (H, W)."""
     try:
@@ -421,10 +429,7 @@ def erf_cmd(
     """
     from robustbench_seg.analysis.erf import compute_erf
 
-    if device.startswith("cuda"):
-        from robustbench_seg.engine.evaluate import _device
-
-        _device(device)
+    _check_cuda(device)
     if weights:
         w = [None if x == "none" else x for x in weights]
         weight_arg = w[0] if len(w) == 1 else w
@@ -608,10 +613,7 @@ def demo_cmd(out, images, size, seed, work, workers, qualitative, device) -> Non
     """
     from robustbench_seg.demo import run_demo
 
-    if device.startswith("cuda"):
-        from robustbench_seg.engine.evaluate import _device
-
-        _device(device)
+    _check_cuda(device)
     result = run_demo(
         out, images=images, size=_parse_size(size), seed=seed, work=work, workers=workers,
         qualitative=qualitative, device=device, progress=_progress(), echo=click.echo,

@@ -12,7 +12,8 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -121,6 +122,12 @@ def run_demo(
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
+    @contextmanager
+    def timed(step: str) -> Iterator[None]:
+        t = time.perf_counter()
+        yield
+        timings[step] = time.perf_counter() - t
+
     tmp = None
     if work is None:
         tmp = tempfile.TemporaryDirectory(prefix="robustseg-demo-")
@@ -128,18 +135,14 @@ def run_demo(
     work = Path(work)
     city, city_c = work / "synthetic-city", work / "synthetic-city-c"
     try:
-        t = time.perf_counter()
-        make_synthetic_city(
-            city, train=0, val=images, size=size, seed=seed, workers=workers, progress=progress
-        )
-        timings["synthetic"] = time.perf_counter() - t
+        with timed("synthetic"):
+            make_synthetic_city(
+                city, train=0, val=images, size=size, seed=seed, workers=workers, progress=progress
+            )
         say(f"synthetic city: {images} val images at {w}x{h} ({timings['synthetic']:.1f} s)")
 
-        t = time.perf_counter()
-        gen = generate_cityscapes_c(
-            city, city_c, seed=seed, workers=workers, progress=progress
-        )  # the full protocol: 16 corruptions, 72 variants
-        timings["cityscapes_c"] = time.perf_counter() - t
+        with timed("cityscapes_c"):  # the full protocol: 16 corruptions, 72 variants
+            gen = generate_cityscapes_c(city, city_c, seed=seed, workers=workers, progress=progress)
         if gen.failed:
             raise RobustSegError(f"Cityscapes-C generation failed for {gen.failed[0][0]}")
         say(
@@ -148,33 +151,28 @@ def run_demo(
         )
 
         out.mkdir(parents=True, exist_ok=True)
-        t = time.perf_counter()
-        runs = []
-        for model, name in DEMO_MODELS:
-            run = out / "runs" / name
-            evaluate(
-                model, weights="default", cityscapes_root=city, cityscapes_c=city_c,
-                inference="whole", batch_size=2, workers=min(2, workers), device=device,
-                out=run, overwrite=True, progress=progress,
-            )  # fmt: skip
-            runs.append(run)
-        timings["evaluate"] = time.perf_counter() - t
+        runs = [out / "runs" / name for _, name in DEMO_MODELS]
+        with timed("evaluate"):
+            for (model, _), run in zip(DEMO_MODELS, runs, strict=True):
+                evaluate(
+                    model, weights="default", cityscapes_root=city, cityscapes_c=city_c,
+                    inference="whole", batch_size=2, workers=min(2, workers), device=device,
+                    out=run, overwrite=True, progress=progress,
+                )  # fmt: skip
         say(
-            f"evaluated {len(runs)} models on {images} images x 73 cells "
+            f"evaluated {len(runs)} models on {images} images x {gen.variants + 1} cells "
             f"({timings['evaluate']:.1f} s)"
         )
 
-        t = time.perf_counter()
-        erf = compute_erf(
-            [m for m, _ in DEMO_MODELS], weights="default", cityscapes_root=city,
-            num_images=images, size=size, seed=seed, device=device, out=out / "erf",
-            progress=progress,
-        )  # fmt: skip
-        timings["erf"] = time.perf_counter() - t
+        with timed("erf"):
+            erf = compute_erf(
+                [m for m, _ in DEMO_MODELS], weights="default", cityscapes_root=city,
+                num_images=images, size=size, seed=seed, device=device, out=out / "erf",
+                progress=progress,
+            )  # fmt: skip
         say(erf.line())
 
-        t = time.perf_counter()
-        with warnings.catch_warnings():
+        with timed("report"), warnings.catch_warnings():
             warnings.simplefilter("ignore", ReportWarning)
             report = build_report(
                 runs, out, baseline=runs[-1], reference="none",
@@ -182,7 +180,6 @@ def run_demo(
                 title=f"robustseg demo: {images} synthetic city images under the Cityscapes-C "
                 "protocol", progress=progress,
             )  # fmt: skip
-        timings["report"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - start
         say(f"report ({timings['report']:.1f} s)")
     finally:

@@ -1,4 +1,4 @@
-"""Atomic file writes and run provenance, shared by every command that writes results."""
+"""Atomic file writes, file checksums and run provenance, shared by every command that writes."""
 
 from __future__ import annotations
 
@@ -56,3 +56,14 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, hex (read in 1 MiB blocks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

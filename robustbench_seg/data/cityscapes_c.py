@@ -27,9 +27,9 @@ from corruptions import corrupt, make_protocol
 from corruptions.protocol import Protocol, variant_seed_sequence
 from corruptions.registry import BACKENDS
 from robustbench_seg.data.cityscapes import CityscapesImage, list_images, load_label, resolve_root
-from robustbench_seg.data.png import check_png, sha256_file, write_png_atomic
+from robustbench_seg.data.png import check_png, write_png_atomic
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import atomic_path, package_versions, write_json_atomic
+from robustbench_seg.io import atomic_path, package_versions, sha256_file, write_json_atomic
 
 MANIFEST = "manifest.csv"
 JOURNAL_GLOB = ".manifest.journal.*.csv"  # one per writing process, appended per file

@@ -65,15 +65,6 @@ def write_png_atomic(path: Path, image: np.ndarray) -> tuple[str, int]:
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_png(path: Path) -> tuple[int, int]:
     """Check that ``path`` is a complete PNG (signature, every chunk's CRC, IHDR first, IEND last)
     without decoding the pixels; returns (height, width). Raises RobustSegError naming the file."""

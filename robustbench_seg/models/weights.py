@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import atomic_path
+from robustbench_seg.io import atomic_path, sha256_file
 from robustbench_seg.models.convert import (
     NATIVE_METADATA_KEY,
     Converted,
@@ -149,7 +149,7 @@ def _catalog() -> dict[str, WeightsInfo]:
                 eval_mode=mode,
             )
         )
-    for name, model, miou in _SYNTHETIC:
+    for name, model, miou, sha in _SYNTHETIC:
         entries.append(
             WeightsInfo(
                 name,
@@ -157,7 +157,7 @@ def _catalog() -> dict[str, WeightsInfo]:
                 str(ASSETS / f"{model}.safetensors"),
                 19,
                 "synthetic-city",
-                sha256=_SYNTHETIC_SHA256.get(model),
+                sha256=sha,
                 miou=miou,
                 eval_mode="whole",
             )
@@ -169,16 +169,20 @@ def _catalog() -> dict[str, WeightsInfo]:
 # shipped in fp16; their commands, logs and curves are in assets/training/. mIoU: synthetic val
 # split (100 images at 512x256, seed 0) with the fp16 weights.
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-_SYNTHETIC = (
-    ("segformer-b0-synthetic", "segformer-b0.synthetic", 55.4),
-    ("deeplabv3plus-mobilenetv2-synthetic", "deeplabv3plus-mobilenetv2.synthetic", 50.4),
-)
-_SYNTHETIC_SHA256 = {
-    "segformer-b0.synthetic": "1b634073f3393abae9dcfd8cb5ac7bcf1290564802cc329aa059e9395ce9d5d4",
-    "deeplabv3plus-mobilenetv2.synthetic": (
-        "05a56af4bd36e2cfb9ee3c45742900a5babc3dcb5e7888ec3b8f1d27d8c6328e"
+_SYNTHETIC = (  # (catalog id, model, mIoU, sha256 of the file)
+    (
+        "segformer-b0-synthetic",
+        "segformer-b0.synthetic",
+        55.4,
+        "1b634073f3393abae9dcfd8cb5ac7bcf1290564802cc329aa059e9395ce9d5d4",
     ),
-}
+    (
+        "deeplabv3plus-mobilenetv2-synthetic",
+        "deeplabv3plus-mobilenetv2.synthetic",
+        50.4,
+        "05a56af4bd36e2cfb9ee3c45742900a5babc3dcb5e7888ec3b8f1d27d8c6328e",
+    ),
+)
 
 
 CATALOG: dict[str, WeightsInfo] = _catalog()
@@ -337,7 +341,7 @@ def resolve_weights(
         return download_url(spec, sha256=sha, allow_http=allow_http)
     path = Path(spec).expanduser()
     if sha is not None and path.is_file():  # a bundled asset: check it is the file we shipped
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = sha256_file(path)
         if not actual.startswith(sha):
             raise RobustSegError(
                 f"{path} is damaged or not the shipped file (sha256 {actual[:12]}..., expected "
@@ -482,16 +486,10 @@ def export_weights(
     Raises:
         RobustSegError: ``src`` is not a native robustseg file.
     """
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
     src = Path(src)
-    try:
-        with safe_open(str(src), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises its own error types
-        raise RobustSegError(f"cannot read {src} as safetensors: {exc}") from exc
+    state, meta = read_checkpoint(src)
     if NATIVE_METADATA_KEY not in meta:
         raise RobustSegError(f"{src} is not a robustseg weights file (no metadata)")
     info = json.loads(meta[NATIVE_METADATA_KEY])
