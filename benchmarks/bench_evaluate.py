@@ -28,9 +28,10 @@ from corruptions import corrupt
 from corruptions.protocol import variant_rng
 from robustbench_seg.data.cityscapes import list_pairs, load_label
 from robustbench_seg.data.cityscapes_c import read_rgb
-from robustbench_seg.engine.evaluate import evaluate, load_model
-from robustbench_seg.engine.inference import predict_logits, preprocess
-from robustbench_seg.engine.metrics import confusion_matrix_torch
+from robustbench_seg.engine.evaluate import evaluate
+from robustbench_seg.engine.scoring import Segmenter
+from robustbench_seg.models import load
+from robustbench_seg.runtime import resolve_device
 
 CELLS = [("clean", None)] + [(c, 3) for c in (
     "motion_blur", "defocus_blur", "glass_blur", "gaussian_blur", "gaussian_noise", "impulse_noise",
@@ -70,19 +71,18 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
-    dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if args.device == "auto" else args.device))  # fmt: skip
+    dev = resolve_device(args.device)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "cs"
         make_dataset(root, args.images, h, w)
         pairs = list_pairs(root, "val")
-        loaded = load_model(args.model, weights=None)
         torch.manual_seed(0)
-        net = loaded.module.to(dev).eval()
-        kw = dict(
-            mode=args.inference, crop=1024, stride=768, batch_size=2, precision=args.precision
-        )
+        loaded = load(args.model)
+        scorer = Segmenter(
+            loaded.module, loaded.preprocessing, dev, mode=args.inference, crop=1024, stride=768,
+            batch_size=2, precision=args.precision,
+        )  # fmt: skip
 
         # corruption-only (incl. reading the image and its label)
         t0 = time.perf_counter()
@@ -102,9 +102,7 @@ def main() -> None:
             conf = torch.zeros(19, 19, dtype=torch.int64, device=dev)
             with torch.inference_mode():
                 for img, lab in data:
-                    x = preprocess(img, loaded.preprocessing, dev)
-                    logits = predict_logits(net, x, out_size=lab.shape, **kw)
-                    conf += confusion_matrix_torch(torch.from_numpy(lab).to(dev), logits.argmax(1))
+                    conf += scorer.score(img[None], torch.from_numpy(lab).to(dev)[None])[0]
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             return conf
@@ -117,7 +115,7 @@ def main() -> None:
         # end-to-end, on the fly
         corr = ",".join(c for c, _ in CELLS[1:])
         t0 = time.perf_counter()
-        evaluate(net, preprocessing=loaded.preprocessing, cityscapes_root=root, corruptions=corr,
+        evaluate(loaded.module, preprocessing=loaded.preprocessing, cityscapes_root=root, corruptions=corr,
                  severities="3", inference=args.inference, crop=1024, stride=768, batch_size=2,
                  workers=args.workers, device=str(dev), precision=args.precision, progress=False)  # fmt: skip
         t_e2e = time.perf_counter() - t0

@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robustbench_seg.models.convert import convert_checkpoint  # noqa: E402
-from robustbench_seg.models.segformer import SEGFORMER_CONFIGS, SegFormer  # noqa: E402
+from robustbench_seg.models import load  # noqa: E402
+from robustbench_seg.models.segformer import SEGFORMER_CONFIGS  # noqa: E402
 
 
 def _hf_model(variant: str):
@@ -58,9 +58,12 @@ def _time(fn, repeats: int) -> list[float]:
 
 def compare(variant: str, repeats: int, height: int, width: int) -> dict:
     """Median forward time of transformers' and our SegFormer-``variant`` on one image."""
+    import tempfile
+
     hf = _hf_model(variant)
-    ours = SegFormer(SEGFORMER_CONFIGS[variant]).eval()
-    ours.load_state_dict(convert_checkpoint(hf.state_dict()).state_dict, strict=True)
+    with tempfile.TemporaryDirectory() as tmp:  # the user's path: save_pretrained -> load
+        hf.save_pretrained(tmp)
+        ours = load(f"segformer-{variant}", tmp).module.eval()
     x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         ref, out = hf(pixel_values=x).logits, ours(x)  # warm-up
@@ -99,7 +102,7 @@ def _slide_child(threads: int) -> None:
     torch.set_num_threads(threads)
     from robustbench_seg.engine.inference import predict_logits
 
-    model = SegFormer(SEGFORMER_CONFIGS["b5"]).eval()
+    model = load("segformer-b5").module.eval()
     x = torch.randn(1, 3, 1024, 2048)
     rss_model = _peak_rss_mib()
     t0 = time.perf_counter()

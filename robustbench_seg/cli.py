@@ -169,15 +169,17 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
     "--model",
     "-m",
     required=True,
-    help="Registry name or alias (b0..b5, segformer-b5, deeplabv3plus-r101, ...), or a "
-    "custom builder: path/to/file.py:build or package.module:build.",
+    help="Registry name or alias (b0..b5, segformer-b5, deeplabv3plus-r101, ...), optionally "
+    "with a weights tag (segformer-b0.synthetic), or a custom builder: path/to/file.py:build or "
+    "package.module:build (see the README's model contract).",
 )
 @click.option(
     "--weights",
     default="default",
     show_default=True,
-    help="'default' (the catalog's Cityscapes weights), a file or save_pretrained "
-    "folder, an https:// URL, hf://<repo id>, or 'none' (random init).",
+    help="'default' (the model's tag, else the catalog's Cityscapes weights), a weights tag "
+    "(cityscapes, synthetic, ...), a catalog id, a file or save_pretrained folder, an https:// "
+    "URL, hf://<repo id>, or 'none' (random init).",
 )
 @click.option(
     "--cityscapes-root",
@@ -233,10 +235,18 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
     "--out", type=click.Path(path_type=Path), required=True, help="Run directory, e.g. runs/b5."
 )
 @click.option("--overwrite", is_flag=True, help="Replace a run of another configuration in --out.")
+@click.option(
+    "--save-predictions",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Keep the predicted label maps of the first N images of every cell in "
+    "OUT/predictions/ (what `report --qualitative` shows; 0: none).",
+)
 @_user_errors
 def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptions, severities,
                  no_clean, limit, inference, crop, stride, batch_size, workers, device, precision,
-                 seed, backend, out, overwrite) -> None:  # fmt: skip
+                 seed, backend, out, overwrite, save_predictions) -> None:  # fmt: skip
     """Evaluate a model on clean Cityscapes and every Cityscapes-C corruption and severity.
 
     Writes OUT/run.json, OUT/cells/<cell>.npz, OUT/results.csv (per cell and class) and
@@ -245,7 +255,9 @@ def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptio
 
     Example: robustseg evaluate --model b5 --out runs/b5
     """
-    from robustbench_seg.engine.evaluate import _dist, evaluate, format_summary, summary_frame
+    from robustbench_seg.engine.evaluate import evaluate
+    from robustbench_seg.runs import format_summary, summary_frame
+    from robustbench_seg.runtime import dist_info
 
     results = evaluate(
         model, weights=None if weights == "none" else weights, cityscapes_root=cityscapes_root,
@@ -253,10 +265,10 @@ def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptio
         corruptions=None if corruptions == "none" else corruptions, severities=severities,
         clean=not no_clean, limit=limit, inference=inference, crop=crop, stride=stride,
         batch_size=batch_size, workers=workers, device=device, precision=precision, out=out,
-        overwrite=overwrite, seed=seed, backend=backend,
+        overwrite=overwrite, seed=seed, backend=backend, save_predictions=save_predictions,
         progress=_progress(),
     )  # fmt: skip
-    if _dist()[0] == 0:
+    if dist_info()[0] == 0:
         click.echo(format_summary(summary_frame(results)))
         click.echo(f"results: {out}/results.csv, summary: {out}/summary.csv")
 
@@ -264,9 +276,9 @@ def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptio
 def _check_cuda(device: str) -> None:
     """A CUDA device that is not there fails here, in one line, before any work."""
     if device.startswith("cuda"):
-        from robustbench_seg.engine.evaluate import _device
+        from robustbench_seg.runtime import resolve_device
 
-        _device(device)
+        resolve_device(device)
 
 
 def _parse_size(value: str) -> tuple[int, int]:
@@ -329,7 +341,8 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
     type=int,
     default=0,
     show_default=True,
-    help="Images in the qualitative grid (needs the models and the dataset).",
+    help="Images in the qualitative grid (from the predictions the runs saved with "
+    "`evaluate --save-predictions`; needs the dataset for the images).",
 )
 @click.option(
     "--qualitative-corruptions",
@@ -411,7 +424,7 @@ def report_cmd(
     "--size", default="1024x512", show_default=True, help="WIDTHxHEIGHT the images are resized to."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @_user_errors
 def erf_cmd(
@@ -599,7 +612,7 @@ def train_cmd(model, cityscapes_root, out, init, resume, eval_every, precision, 
 @click.option(
     "--qualitative", type=int, default=3, show_default=True, help="Images in the qualitative grid."
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @_user_errors
 def demo_cmd(out, images, size, seed, work, workers, qualitative, device) -> None:
     """The whole study in minutes on a CPU: synthetic city, bundled models, full report.

@@ -23,10 +23,10 @@ from robustbench_seg.io import package_versions, write_json_atomic
 
 __all__ = ["DEMO_MODELS", "DemoResult", "run_demo"]
 
-# (registry name, short run name): SegFormer first, the DeepLabV3+ baseline second.
+# (architecture.weights tag, run folder): SegFormer first, the DeepLabV3+ baseline second.
 DEMO_MODELS = (
     ("segformer-b0.synthetic", "segformer-b0"),
-    ("deeplabv3plus-mobilenetv2.synthetic", "deeplabv3plus-mobilenetv2"),
+    ("deeplabv3plus-mobilenetv2-w256-os16.synthetic", "deeplabv3plus-mobilenetv2-w256-os16"),
 )
 DEMO_JSON = "demo.json"
 # What a demo writes into --out (besides what `report` writes): an --out holding anything else
@@ -75,7 +75,7 @@ def run_demo(
     work: str | os.PathLike | None = None,
     workers: int | None = None,
     qualitative: int = 3,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> DemoResult:
@@ -157,7 +157,7 @@ def run_demo(
                 evaluate(
                     model, weights="default", cityscapes_root=city, cityscapes_c=city_c,
                     inference="whole", batch_size=2, workers=min(2, workers), device=device,
-                    out=run, overwrite=True, progress=progress,
+                    out=run, overwrite=True, save_predictions=qualitative, progress=progress,
                 )  # fmt: skip
         say(
             f"evaluated {len(runs)} models on {images} images x {gen.variants + 1} cells "

@@ -16,11 +16,11 @@ from safetensors import safe_open
 from corruptions.registry import BENCHMARK
 from robustbench_seg.cli import cli
 from robustbench_seg.demo import DEMO_MODELS
-from robustbench_seg.engine.metrics import confusion_matrix
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.metrics import confusion_matrix
+from robustbench_seg.models import create_model, get_model_entry
 from robustbench_seg.models import weights as W
 from robustbench_seg.models.convert import NATIVE_METADATA_KEY
-from robustbench_seg.models.registry import create_model, get_model_entry
 
 BUNDLED = [m for m, _ in DEMO_MODELS]
 
@@ -31,9 +31,10 @@ BUNDLED = [m for m, _ in DEMO_MODELS]
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_asset_is_registered_fp16_and_checked(name):
     entry = get_model_entry(name)
-    info = W.CATALOG[entry.default_weights]
+    info = W.CATALOG[name]
+    assert name == f"{entry.name}.{entry.default_weights}"  # the architecture's default weights
     path = Path(info.source)
-    assert info.model == name and info.dataset == "synthetic-city"
+    assert info.model == entry.name and info.dataset == "synthetic-city"
     assert path.parent == W.ASSETS and path.is_file()
     assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     # The catalog's mIoU is the one measured with the shipped fp16 file on the whole val split
@@ -43,7 +44,7 @@ def test_bundled_asset_is_registered_fp16_and_checked(name):
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()[NATIVE_METADATA_KEY])
         dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118
-    assert meta["model"] == name and meta["dtype"] == "float16"
+    assert meta["model"] == entry.name and meta["dtype"] == "float16"
     assert torch.float32 not in dtypes and torch.float16 in dtypes
     model = create_model(name, weights="default")
     assert not model.training
@@ -51,16 +52,15 @@ def test_bundled_asset_is_registered_fp16_and_checked(name):
 
 
 def test_bundled_assets_fit_in_25_mb():
-    total = sum(Path(W.CATALOG[get_model_entry(n).default_weights].source).stat().st_size
-                for n in BUNDLED)  # fmt: skip
+    total = sum(Path(W.CATALOG[n].source).stat().st_size for n in BUNDLED)
     assert total <= 25 * 10**6
 
 
 def test_bundled_architectures():
     # SegFormer-B0 as published; DeepLabV3+ MobileNetV2 with the paper's 256-wide head at OS 16.
-    b0 = create_model("segformer-b0.synthetic")
+    b0 = create_model("segformer-b0")
     assert sum(p.numel() for p in b0.parameters()) == 3_719_027
-    dl = create_model("deeplabv3plus-mobilenetv2.synthetic")
+    dl = create_model("deeplabv3plus-mobilenetv2-w256-os16")
     assert dl.output_stride == 16 and dl.decode_head.conv_seg.in_channels == 256
     x = torch.zeros(1, 3, 64, 128)
     with torch.no_grad():
@@ -69,10 +69,8 @@ def test_bundled_architectures():
 
 def test_damaged_asset_is_one_clear_error(tmp_path, monkeypatch):
     good = tmp_path / "w.safetensors"
-    W.save_weights(
-        create_model("segformer-b0.synthetic"), good, model_name="segformer-b0.synthetic"
-    )
-    info = W.WeightsInfo("x-synthetic", "segformer-b0.synthetic", str(good), 19, "synthetic-city",
+    W.save_weights(create_model("segformer-b0"), good, model_name="segformer-b0")
+    info = W.WeightsInfo("x-synthetic", "segformer-b0", str(good), 19, "synthetic-city",
                          sha256=hashlib.sha256(good.read_bytes()).hexdigest())  # fmt: skip
     monkeypatch.setitem(W.CATALOG, "x-synthetic", info)
     assert W.resolve_weights("x-synthetic") == good
@@ -83,10 +81,10 @@ def test_damaged_asset_is_one_clear_error(tmp_path, monkeypatch):
 
 def test_export_weights_half_roundtrip(tmp_path):
     torch.manual_seed(0)
-    model = create_model("deeplabv3plus-mobilenetv2.synthetic")
+    model = create_model("deeplabv3plus-mobilenetv2-w256-os16")
     model.eval()
     src = W.save_weights(
-        model, tmp_path / "fp32.safetensors", model_name="deeplabv3plus-mobilenetv2.synthetic"
+        model, tmp_path / "fp32.safetensors", model_name="deeplabv3plus-mobilenetv2-w256-os16"
     )
     dest = W.export_weights(src, tmp_path / "fp16.safetensors")
     assert dest.stat().st_size < 0.55 * src.stat().st_size
@@ -98,7 +96,7 @@ def test_export_weights_half_roundtrip(tmp_path):
                 assert tb.dtype == torch.float16 and torch.equal(tb, ta.half())
             else:
                 assert tb.dtype == ta.dtype and torch.equal(ta, tb)
-    loaded = create_model("deeplabv3plus-mobilenetv2.synthetic", weights=str(dest))
+    loaded = create_model("deeplabv3plus-mobilenetv2-w256-os16", weights=str(dest))
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         diff = (loaded(x) - model(x)).abs().max().item()

@@ -24,7 +24,7 @@ from robustbench_seg.analysis.erf import (
     smallest_central_square,
 )
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.models.registry import create_model
+from robustbench_seg.models import create_model
 from tests.conftest import natural_image
 from tests.fake_cityscapes import make_fake_cityscapes
 

@@ -20,8 +20,8 @@ from robustbench_seg.cli import cli
 from robustbench_seg.data.cityscapes import list_pairs, load_label
 from robustbench_seg.data.cityscapes_c import CellView, generate_cityscapes_c
 from robustbench_seg.engine.evaluate import evaluate
-from robustbench_seg.engine.metrics import confusion_matrix, mean_iou
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.metrics import confusion_matrix, mean_iou
 from tests.fake_cityscapes import make_fake_cityscapes
 
 FAST = dict(inference="slide", crop=64, stride=48, batch_size=2, workers=0, progress=False)
@@ -44,7 +44,7 @@ def city(tmp_path):
 
 @pytest.fixture(scope="module")
 def b0_weights(tmp_path_factory):
-    from robustbench_seg.models.registry import create_model
+    from robustbench_seg.models import create_model
     from robustbench_seg.models.weights import save_weights
 
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def test_run_directory_and_numbers(city, tmp_path, b0_weights):
     assert run["config"]["weights_sha256"] and run["config"]["num_images"] == 3
     # independent recomputation of the clean cell: whole-image windows, argmax, confusion
     from robustbench_seg.engine.inference import predict_logits, preprocess
-    from robustbench_seg.models.registry import create_model, get_model_entry
+    from robustbench_seg.models import create_model, get_model_entry
 
     model = create_model("b0", weights=str(b0_weights)).eval()
     conf = np.zeros((19, 19), np.int64)
@@ -295,3 +295,120 @@ def test_loader_workers_after_opencv_threads(city, tmp_path, b0_weights):
     a = evaluate("b0", **kw, **FAST)
     b = evaluate("b0", **kw, **{**FAST, "workers": 2})
     pd.testing.assert_frame_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- the model contract
+
+CONTRACT = """
+import math, torch
+from pathlib import Path
+from torch import nn
+
+class ResolutionDependent(nn.Module):
+    '''20 outputs (19 classes + background); the prediction depends on the input width.'''
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 20, 5, stride=4, padding=2)
+        self.conv.load_state_dict(torch.load(Path(__file__).with_name("w.pt")))
+
+    def forward(self, x):
+        k = torch.arange(20.0, device=x.device).view(1, 20, 1, 1)
+        return 3 * self.conv(x) + torch.cos(k * x.shape[-1] / 10)
+
+META = {"num_classes": 20, "mean": [120.0, 110.0, 100.0], "std": [60.0, 60.0, 60.0]}
+
+def build():
+    return ResolutionDependent(), {**META, "input_size": [48, 96], "output_classes": list(range(19))}
+
+def build_no_resize():
+    return ResolutionDependent(), {**META, "output_classes": list(range(19))}
+
+def build_20():
+    return ResolutionDependent(), META
+
+def build_typo():
+    return ResolutionDependent(), {**META, "input_sizes": [48, 96]}
+"""
+
+
+@pytest.fixture
+def contract_model(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torch.nn.Conv2d(3, 20, 5).state_dict(), tmp_path / "w.pt")
+    f = tmp_path / "contract.py"
+    f.write_text(CONTRACT)
+    return f
+
+
+def _cells(run):
+    return {p.stem: np.load(p)["confusion"] for p in sorted((run / "cells").glob("*.npz"))}
+
+
+def test_contract_input_size_and_output_classes_match_a_hand_written_wrapper(
+    city, tmp_path, contract_model
+):
+    import importlib.util
+
+    import torch.nn.functional as F
+
+    from robustbench_seg import Preprocessing
+
+    kw = dict(cityscapes_root=city, corruptions="fog", severities="2", inference="whole",
+              workers=0, progress=False)  # fmt: skip
+    evaluate(f"{contract_model}:build", out=tmp_path / "meta", **kw)
+
+    spec = importlib.util.spec_from_file_location("contract_ref", contract_model)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    inner, _ = mod.build()
+
+    class Wrapper(torch.nn.Module):  # what a user had to write before the contract
+        def forward(self, x):
+            x = F.interpolate(
+                x, size=(48, 96), mode="bilinear", align_corners=False, antialias=True
+            )
+            return inner(x)[:, :19]
+
+    pre = Preprocessing((120.0, 110.0, 100.0), (60.0, 60.0, 60.0))
+    evaluate(Wrapper(), preprocessing=pre, num_classes=19, out=tmp_path / "wrapper", **kw)
+    meta, wrapper = _cells(tmp_path / "meta"), _cells(tmp_path / "wrapper")
+    assert sorted(meta) == ["clean", "fog-2"]
+    labelled = sum(int((load_label(p) != 255).sum()) for p in list_pairs(city, "val"))
+    for cell in meta:
+        assert meta[cell].shape == (19, 19) and meta[cell].sum() == labelled
+        assert np.array_equal(meta[cell], wrapper[cell]), cell
+    # input_size matters here: at the images' own size the numbers differ
+    evaluate(f"{contract_model}:build_no_resize", out=tmp_path / "noresize", **kw)
+    assert not np.array_equal(_cells(tmp_path / "noresize")["clean"], meta["clean"])
+
+
+def test_contract_refuses_undeclared_outputs_and_unknown_keys(city, tmp_path, contract_model):
+    base = ["evaluate", "--cityscapes-root", str(city), "--corruptions", "none", "--workers", "0"]
+    r = CliRunner().invoke(
+        cli, [*base, "--model", f"{contract_model}:build_20", "--out", str(tmp_path / "a")]
+    )
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "returns 20 outputs but the dataset has 19 classes; declare output_classes" in r.output
+    assert not (tmp_path / "a").exists()  # refused before any work
+    r = CliRunner().invoke(
+        cli, [*base, "--model", f"{contract_model}:build_typo", "--out", str(tmp_path / "b")]
+    )
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "unknown metadata key(s) 'input_sizes'; valid keys: num_classes, mean, std" in r.output
+    assert "input_size, output_classes" in r.output
+
+
+def test_custom_model_resume_is_refused_with_other_weights(city, tmp_path, contract_model):
+    kw = dict(cityscapes_root=city, corruptions=None, inference="whole", workers=0, progress=False,
+              out=tmp_path / "run")  # fmt: skip
+    evaluate(f"{contract_model}:build", **kw)
+    first = json.loads((tmp_path / "run" / "run.json").read_text())["config"]["weights_sha256"]
+    evaluate(f"{contract_model}:build", **kw)  # same weights: resumes (nothing to do)
+    torch.manual_seed(1)
+    torch.save(torch.nn.Conv2d(3, 20, 5).state_dict(), tmp_path / "w.pt")  # builder file unchanged
+    with pytest.raises(RobustSegError, match="holds a run with another configuration"):
+        evaluate(f"{contract_model}:build", **kw)
+    from robustbench_seg.models import load
+
+    assert load(f"{contract_model}:build").weights_sha256 != first

@@ -14,7 +14,7 @@ from robustbench_seg.data.cityscapes import (
     label_id_to_train_id_lut,
     train_id_to_label_id_lut,
 )
-from robustbench_seg.engine.metrics import (
+from robustbench_seg.metrics import (
     confusion_matrix,
     confusion_matrix_torch,
     corruption_degradation,

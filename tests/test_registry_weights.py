@@ -41,7 +41,7 @@ def test_list_models_and_aliases() -> None:
     assert names == sorted(
         [f"segformer-b{i}" for i in range(6)]
         + ["deeplabv3plus-mobilenetv2", "deeplabv3plus-r101", "deeplabv3plus-r50"]
-        + ["segformer-b0.synthetic", "deeplabv3plus-mobilenetv2.synthetic"]  # bundled (demo)
+        + ["deeplabv3plus-mobilenetv2-w256-os16"]  # the bundled demo model's architecture
     )
     for i in range(6):
         assert get_model_entry(f"b{i}").name == f"segformer-b{i}"
@@ -56,8 +56,8 @@ def test_entries_carry_preprocessing_and_metadata(name: str) -> None:
     assert entry.preprocessing.std == (58.395, 57.12, 57.375)
     assert entry.preprocessing.channel_order == "RGB" and entry.preprocessing.value_scale == 255.0
     assert entry.num_classes == 19 and entry.output_stride == 4
-    assert entry.default_weights in CATALOG
-    assert CATALOG[entry.default_weights].model == name
+    assert f"{name}.{entry.default_weights}" in CATALOG
+    assert CATALOG[f"{name}.{entry.default_weights}"].model == name
 
 
 def test_unknown_name_lists_valid_names_and_closest() -> None:
@@ -129,11 +129,11 @@ def test_native_round_trip_and_model_check(tmp_path) -> None:
 
 def test_catalog_lists_official_weights() -> None:
     for i in range(6):
-        seg = CATALOG[f"segformer-b{i}-cityscapes"]
+        seg = CATALOG[f"segformer-b{i}.cityscapes"]
         assert seg.source == f"hf://nvidia/segformer-b{i}-finetuned-cityscapes-1024-1024"
-        assert get_model_entry(f"b{i}").default_weights == seg.name
-        assert CATALOG[f"mit-b{i}-imagenet"].source == f"hf://nvidia/mit-b{i}"
-    mmseg = [w for w in CATALOG.values() if w.source.startswith("https://")]
+        assert get_model_entry(f"b{i}").default_weights == seg.tag == "cityscapes"
+        assert CATALOG[f"segformer-b{i}.imagenet"].source == f"hf://nvidia/mit-b{i}"
+    mmseg = [w for w in CATALOG.values() if w.source.startswith("https://") and w.num_classes]
     assert {w.model for w in mmseg} == {
         "deeplabv3plus-r50",
         "deeplabv3plus-r101",
@@ -143,6 +143,20 @@ def test_catalog_lists_official_weights() -> None:
         assert w.source.startswith("https://download.openmmlab.com/mmsegmentation/v0.5/")
         assert w.sha256 is not None and re.fullmatch(r"[0-9a-f]{8}", w.sha256)
         assert w.source.endswith(f"-{w.sha256}.pth")
+    # The ImageNet backbones mmseg's DeepLabV3+ configs start from: one per architecture.
+    imagenet = {w.model: w for w in CATALOG.values() if w.name.endswith(".imagenet")}
+    assert {m for m in imagenet if m.startswith("deeplabv3plus")} == {
+        "deeplabv3plus-r50",
+        "deeplabv3plus-r101",
+        "deeplabv3plus-mobilenetv2",
+        "deeplabv3plus-mobilenetv2-w256-os16",
+    }
+    assert imagenet["deeplabv3plus-r50"].source.endswith(
+        "/pretrain/third_party/resnet50_v1c-2cccc1ad.pth"
+    )
+    assert imagenet["deeplabv3plus-r101"].sha256 == "e67eebb6"
+    assert imagenet["deeplabv3plus-mobilenetv2"].sha256 == "3b2dc3af"
+    assert all(w.num_classes == 0 for w in imagenet.values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +309,7 @@ def test_catalog_downloads_count_as_trusted(tmp_path, monkeypatch) -> None:
     from robustbench_seg.models.weights import is_catalog_spec
 
     monkeypatch.setenv("ROBUSTSEG_CACHE", str(tmp_path))
-    info = CATALOG["deeplabv3plus-r50-cityscapes"]
+    info = CATALOG["deeplabv3plus-r50.cityscapes"]
     cached = tmp_path / "checkpoints" / info.source.rsplit("/", 1)[1]
     assert is_catalog_spec("default") and is_catalog_spec(info.name) and is_catalog_spec(cached)
     assert is_catalog_spec(info.source)

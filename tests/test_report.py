@@ -16,8 +16,8 @@ from torch import nn
 
 from corruptions.registry import BENCHMARK
 from robustbench_seg.engine.evaluate import evaluate
-from robustbench_seg.engine.metrics import confusion_matrix
 from robustbench_seg.errors import USER_ERRORS, RobustSegError
+from robustbench_seg.metrics import confusion_matrix
 from robustbench_seg.report import ReportWarning, build_report, figures, tables
 from tests.fake_cityscapes import make_fake_cityscapes
 
@@ -39,7 +39,7 @@ class Tiny(nn.Module):
 def env(tmp_path_factory):
     """Two real runs (SegFormer-B0 with a weights file on two images, a tiny module on one), a
     copy of the first (same model name), and one report of the three, the tiny run as baseline."""
-    from robustbench_seg.models.registry import create_model
+    from robustbench_seg.models import create_model
     from robustbench_seg.models.weights import save_weights
 
     threads = torch.get_num_threads()
@@ -61,7 +61,7 @@ def env(tmp_path_factory):
     runs = tmp / "runs"
     evaluate("b0", weights=str(weights), limit=2, out=runs / "b0", **common)
     torch.manual_seed(1)
-    evaluate(Tiny(), limit=1, out=runs / "tiny", **common)
+    evaluate(Tiny(), limit=1, out=runs / "tiny", save_predictions=0, **common)
     shutil.copytree(runs / "b0", runs / "b0_copy")
     paths = [runs / "b0", runs / "tiny", runs / "b0_copy"]
     with pytest.warns(ReportWarning, match="Tiny left out"):
@@ -360,7 +360,7 @@ def test_figures_written(env):
             img = mpimg.imread(p)
             assert img.ndim == 3 and min(img.shape[:2]) > 300 and img.std() > 0.05
     assert (figs / "severity_curves.pdf").read_bytes()[:4] == b"%PDF"
-    # The qualitative grid shows the B0 runs only: the Tiny module cannot be rebuilt.
+    # The qualitative grid shows the B0 runs only: the Tiny run saved no predictions.
     assert any("Tiny left out" in w for w in result.warnings)
     assert not any("b0" in w for w in result.warnings)
 
@@ -389,9 +389,13 @@ def test_index_pages_link_existing_files_offline(env):
     assert '<table class="table5">' in page
 
 
-def test_qualitative_predictions_reproduce_the_run(env):
-    """The grid's rebuilt model gives the run's own confusion matrices (clean and fog-2)."""
+def test_qualitative_predictions_reproduce_the_run(env, monkeypatch):
+    """The grid's saved predictions give the run's own confusion matrices (clean and fog-2),
+    with no model loaded."""
+    import robustbench_seg.models.loader as loader
+
     runs = tables.load_runs(env["runs"][:1])
+    monkeypatch.setattr(loader, "load", None)  # the report never loads a model
     names, rows, warns = figures.qualitative_rows(runs, num_images=2, conditions=[("fog", 2)])
     assert names == ["segformer-b0"] and not warns and len(rows) == 4
     for cell, corruption in (("clean", None), ("fog-2", "fog")):
@@ -400,6 +404,16 @@ def test_qualitative_predictions_reproduce_the_run(env):
         )
         with np.load(env["runs"][0] / "cells" / f"{cell}.npz") as z:
             assert np.array_equal(conf, z["confusion"])
+
+
+def test_qualitative_needs_saved_predictions_of_the_shown_images(env):
+    runs = tables.load_runs(env["runs"][:1])
+    names, rows, warns = figures.qualitative_rows(runs, num_images=3, conditions=[("fog", 2)])
+    assert not names and not rows  # the run has 2 images; a third cannot be shown
+    names, rows, warns = figures.qualitative_rows(
+        runs, num_images=1, conditions=[("gaussian_noise", 4)]
+    )
+    assert not rows and "no saved predictions for gaussian_noise-4" in warns[0]
 
 
 def test_qualitative_skipped_without_data(env, tmp_path):

@@ -16,12 +16,15 @@ from torch import nn
 
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import atomic_path
+from robustbench_seg.models.loader import load
 from robustbench_seg.models.registry import (
     MMSEG_PREPROCESSING,
+    TAG_SEPARATOR,
     Preprocessing,
-    create_model,
     get_model_entry,
+    split_name,
 )
+from robustbench_seg.runtime import resolve_device
 
 __all__ = [
     "AREA_FRACTIONS",
@@ -379,37 +382,24 @@ def _stats_rows(
     return rows
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    with atomic_path(path, suffix=path.suffix) as tmp:  # savefig / savez infer from the name
-        write(tmp)
-
-
 def _write_csv(path: Path, rows: list[dict[str, object]]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(
-                    {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
-                )
-
-    _atomic_write(path, write)
+    with atomic_path(path, suffix=path.suffix) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
 
 
 def _write_npz(path: Path, result: ErfResult) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                maps=result.maps.astype(np.float32),
-                models=np.array(result.models, dtype=str),
-                stages=np.array(result.stages, dtype=str),
-                image_ids=np.array(result.image_ids, dtype=str),
-                size=np.array(result.size, dtype=np.int64),
-            )
-
-    _atomic_write(path, write)
+    with atomic_path(path, suffix=path.suffix) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            maps=result.maps.astype(np.float32),
+            models=np.array(result.models, dtype=str),
+            stages=np.array(result.stages, dtype=str),
+            image_ids=np.array(result.image_ids, dtype=str),
+            size=np.array(result.size, dtype=np.int64),
+        )
 
 
 def load_erf(path: str | os.PathLike) -> ErfResult:
@@ -511,12 +501,8 @@ def render_erf_grid(
         bar.set_label("|grad| / peak", fontsize=8)
     for path in paths:
         path = Path(path)
-        _atomic_write(
-            path,
-            lambda tmp, p=path: fig.savefig(
-                tmp, dpi=150, format=p.suffix[1:], bbox_inches="tight", pad_inches=0.05
-            ),
-        )
+        with atomic_path(path, suffix=path.suffix) as tmp:  # savefig infers from the name
+            fig.savefig(tmp, dpi=150, format=path.suffix[1:], bbox_inches="tight", pad_inches=0.05)
 
 
 # ----------------------------------------------------------------------------- the command
@@ -561,7 +547,9 @@ def _model_specs(
     for model, w in zip(models, _weights_list(weights, len(models)), strict=True):
         if isinstance(model, str):
             entry = get_model_entry(model)  # unknown names fail before any work
-            label, pre = entry.name, preprocessing or entry.preprocessing
+            tag = split_name(model)[1]
+            label = entry.name if tag is None else f"{entry.name}{TAG_SEPARATOR}{tag}"
+            pre = preprocessing or entry.preprocessing
         else:
             _forward_features(model)
             label, pre = type(model).__name__, preprocessing or MMSEG_PREPROCESSING
@@ -578,7 +566,7 @@ def _build(model: str | nn.Module, weights: str | None, seed: int) -> nn.Module:
         return model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # random-weight ERFs are reproducible too
-        net = create_model(model, weights=weights)
+        net = load(model, weights).module
     _forward_features(net)
     return net
 
@@ -602,7 +590,7 @@ def compute_erf(
     num_images: int = 100,
     size: int | Sequence[int] = (512, 1024),
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     out: str | os.PathLike | None = None,
     preprocessing: Preprocessing | None = None,
     decades: float = 4.0,
@@ -619,14 +607,14 @@ def compute_erf(
     Args:
         models: Registry names/aliases and/or modules with ``forward_features``.
         weights: For registry names: ``None`` (random init, seeded with ``seed``), one spec for
-            all models (e.g. ``"default"``), or one per model (see ``create_model``).
+            all models (e.g. ``"default"``), or one per model (see ``robustbench_seg.models.load``).
         cityscapes_root: Cityscapes root; ``$CITYSCAPES_DATASET`` if neither source is given.
         split: Cityscapes split.
         images_dir: Instead of Cityscapes: every image under this folder.
         num_images: Images averaged over (seeded choice); all if fewer exist.
         size: Input ``(H, W)`` (or one int for a square); images are resized (area/bilinear).
         seed: Seeds the image choice and random-weight initialization.
-        device: Torch device.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (or a ``torch.device``).
         out: Output folder for ``erf.png``, ``erf.pdf``, ``erf.csv``, ``erf_maps.npz``;
             ``None`` writes nothing.
         preprocessing: Overrides the registry's preprocessing (modules default to mmseg's).
@@ -655,7 +643,7 @@ def compute_erf(
     folder = None if out is None else Path(out).expanduser()
     if folder is not None and folder.exists() and not folder.is_dir():
         raise RobustSegError(f"--out {folder} exists and is not a directory")
-    device = torch.device(device)
+    device = device if isinstance(device, torch.device) else resolve_device(device)
     maps = np.zeros((len(specs), len(STAGES), *hw), np.float64)
     for i, (label, model, w, pre) in enumerate(specs):
         net = _build(model, w, seed)

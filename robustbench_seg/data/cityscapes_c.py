@@ -180,18 +180,11 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, list[dict],
         for job in jobs:
             yield _process_image(job)
         return
+    from robustbench_seg.runtime import worker_start_method
+
     ctx = mp.get_context(worker_start_method())
     with ctx.Pool(workers, initializer=_one_thread) as pool:
         yield from pool.imap_unordered(_process_image, jobs, chunksize=1)
-
-
-def worker_start_method() -> str:
-    """``forkserver`` where available, else ``spawn``: workers start from a clean process.
-
-    Not ``fork``: a forked child inherits OpenCV's (and OpenMP's) thread pools in a broken
-    state, and ``cv2.setNumThreads`` there deadlocks when the parent had used them.
-    """
-    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
 # ----------------------------------------------------------------------------- checks

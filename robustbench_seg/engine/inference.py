@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -13,11 +12,11 @@ from torch import nn
 
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.models.registry import Preprocessing
+from robustbench_seg.runtime import autocast
 
 __all__ = ["Precision", "predict_labels", "predict_logits", "preprocess", "sliding_windows"]
 
 Precision = Literal["fp32", "fp16", "bf16"]
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def preprocess(
@@ -83,22 +82,12 @@ def sliding_windows(
     return boxes
 
 
-def _autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision not in _DTYPES:
-        raise RobustSegError(f"precision must be fp32, fp16 or bf16, not {precision!r}")
-    if device.type == "cpu" and precision == "fp16":
-        raise RobustSegError("fp16 autocast needs a GPU; use bf16 or fp32 on CPU")
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
-
-
 def _run(
     model: nn.Module, x: torch.Tensor, precision: Precision, channels_last: bool
 ) -> torch.Tensor:
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with _autocast(x.device, precision):
+    with autocast(x.device, precision):
         out = model(x)
     return out.float()
 

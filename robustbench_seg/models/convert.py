@@ -18,7 +18,10 @@ __all__ = [
     "FORMATS",
     "NATIVE_METADATA_KEY",
     "convert_checkpoint",
+    "ENCODER_FORMATS",
     "convert_hf_segformer",
+    "convert_mmcls_mobilenetv2",
+    "convert_mmcls_resnet",
     "convert_mit_imagenet",
     "convert_mmseg_deeplabv3plus",
     "convert_native",
@@ -43,7 +46,8 @@ class Converted:
     Attributes:
         state_dict: Tensors under the target model's parameter/buffer names.
         source_format: One of ``FORMATS``.
-        encoder_only: True when the keys belong to ``model.backbone`` (ImageNet MiT encoders).
+        encoder_only: True when the keys belong to ``model.backbone`` (ImageNet encoders and
+            backbones).
         metadata: Native-format metadata (model name, num_classes, source), else empty.
     """
 
@@ -247,6 +251,51 @@ def convert_mmseg_deeplabv3plus(state_dict: Mapping[str, torch.Tensor]) -> State
     return _apply_rules(unwrap_state_dict(state_dict), _MMSEG_DEEPLAB_RULES, "mmseg DeepLabV3+")
 
 
+# ---------------------------------------------------------------------------------------------
+# ImageNet classifiers the DeepLabV3+ backbones start from (mmcv / mmcls model zoo). Keys are
+# mmcls's, with or without its ``backbone.`` prefix: mmcls ``ResNetV1c`` (``stem.*``,
+# ``layer1-4.*``, classifier ``fc.*``) and ``MobileNetV2`` (``conv1``, ``layer1-7``, the final
+# 1x1 ``conv2`` to 1280 channels and ``head.fc`` feed only the classifier).
+
+_MMCLS_RESNET_RULES: list[Rule] = [
+    (r"(?:backbone\.)?(stem|layer[1-4])\.(.+)", r"\1.\2"),
+    (r"(?:backbone\.)?fc\.(weight|bias)", None),  # ImageNet classifier
+    (r"head\.fc\.(weight|bias)", None),  # the same under mmcls's ImageClassifier
+]
+
+_MMCLS_MOBILENETV2_RULES: list[Rule] = [
+    (r"(?:backbone\.)?(conv1|layer[1-7])\.(.+)", r"\1.\2"),
+    (r"(?:backbone\.)?conv2\.(.+)", None),  # 320 -> 1280 conv of the classifier
+    (r"head\.fc\.(weight|bias)", None),  # ImageNet classifier
+]
+
+
+def convert_mmcls_resnet(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """mmcls / open-mmlab ImageNet ResNetV1c (``resnet50_v1c-*.pth``) -> our ResNet backbone.
+
+    Args:
+        state_dict: The classifier checkpoint.
+
+    Returns:
+        A state dict for ``model.backbone`` (the ``fc`` classifier is dropped).
+    """
+    return _apply_rules(unwrap_state_dict(state_dict), _MMCLS_RESNET_RULES, "mmcls ResNetV1c")
+
+
+def convert_mmcls_mobilenetv2(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """mmcls ImageNet MobileNetV2 (``mobilenet_v2_batch256_imagenet_*.pth``) -> our backbone.
+
+    Args:
+        state_dict: The classifier checkpoint.
+
+    Returns:
+        A state dict for ``model.backbone`` (``conv2`` and ``head.fc`` are dropped).
+    """
+    return _apply_rules(
+        unwrap_state_dict(state_dict), _MMCLS_MOBILENETV2_RULES, "mmcls MobileNetV2"
+    )
+
+
 def convert_native(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """Our own format: keys are already ours."""
     return dict(state_dict)
@@ -261,7 +310,11 @@ FORMATS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
     "official-segformer": convert_official_segformer,
     "mit-imagenet": convert_mit_imagenet,
     "mmseg-deeplabv3plus": convert_mmseg_deeplabv3plus,
+    "mmcls-resnet-v1c": convert_mmcls_resnet,
+    "mmcls-mobilenetv2": convert_mmcls_mobilenetv2,
 }
+# Formats whose keys belong to ``model.backbone``.
+ENCODER_FORMATS = ("mit-imagenet", "mmcls-resnet-v1c", "mmcls-mobilenetv2")
 
 
 def unwrap_state_dict(obj: Mapping[str, object]) -> StateDict:
@@ -310,6 +363,11 @@ def detect_format(
         return "mit-imagenet"
     if any(k.startswith(("decode_head.aspp_modules.", "decode_head.c1_bottleneck.")) for k in keys):
         return "mmseg-deeplabv3plus"
+    if not any(k.startswith("decode_head.") for k in keys):
+        if any(re.fullmatch(r"(?:backbone\.)?stem\.0\.weight", k) for k in keys):
+            return "mmcls-resnet-v1c"
+        if any(re.fullmatch(r"(?:backbone\.)?conv1\.conv\.weight", k) for k in keys):
+            return "mmcls-mobilenetv2"
     raise RobustSegError(
         f"unrecognised checkpoint: none of the known formats ({', '.join(FORMATS)}) has keys "
         f"like {keys[:3]}"
@@ -410,7 +468,7 @@ def convert_checkpoint(
             meta = json.loads(metadata[NATIVE_METADATA_KEY])
         except (json.JSONDecodeError, TypeError) as exc:
             raise RobustSegError(f"corrupt robustseg metadata in the checkpoint: {exc}") from exc
-    encoder_only = fmt == "mit-imagenet" or (
+    encoder_only = fmt in ENCODER_FORMATS or (
         fmt == "hf-segformer" and not any(k.startswith("decode_head.") for k in converted)
     )
     if encoder_only:

@@ -271,10 +271,10 @@ def deeplabv3plus_mobilenetv2(num_classes: int = 19, output_stride: int = 8) -> 
     return _build("mobilenetv2", num_classes, output_stride)
 
 
-def deeplabv3plus_mobilenetv2_synthetic(
+def deeplabv3plus_mobilenetv2_w256_os16(
     num_classes: int = 19, output_stride: int = 16
 ) -> DeepLabV3Plus:
-    """The bundled synthetic-city DeepLabV3+ MobileNetV2: a 256-wide head, output stride 16.
+    """DeepLabV3+ MobileNetV2 with a 256-wide head at output stride 16 (the bundled demo model).
 
     These are the DeepLabV3+ paper's choices (ASPP rates 6, 12, 18 at output stride 16, 256
     channels); mmseg's Cityscapes model uses 512 channels at output stride 8, which is 2.8x the

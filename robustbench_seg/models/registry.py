@@ -1,4 +1,9 @@
-"""The model registry: names, builders and preprocessing (torchvision-style weights metadata)."""
+"""The architecture registry: names, builders and the model contract (timm-style ``arch.tag`` names).
+
+A registry entry is an architecture; its weights live in ``weights.CATALOG`` under
+``<architecture>.<tag>`` (``segformer-b5.cityscapes``). This module is a leaf: it imports no
+weights, data or engine code.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +19,28 @@ from robustbench_seg.errors import RobustSegError
 
 __all__ = [
     "MMSEG_PREPROCESSING",
+    "TAG_SEPARATOR",
     "ModelEntry",
     "Preprocessing",
-    "create_model",
     "get_model_entry",
     "list_models",
     "register_model",
+    "split_name",
 ]
+
+# Between an architecture and a weights tag: ``segformer-b0.synthetic``.
+TAG_SEPARATOR = "."
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How to turn an image into the model's input: ``(image[..., order] - mean) / std``.
+    """The model contract: how an image becomes the model's input and its outputs the classes.
+
+    The runner computes ``x = (image[..., order] * value_scale / 255 - mean) / std`` (float32,
+    NCHW), resizes ``x`` to ``input_size`` if one is given with
+    ``torch.nn.functional.interpolate(x, size=input_size, mode="bilinear",
+    align_corners=False, antialias=True)``, runs the model, keeps the output channels
+    ``output_classes`` (if given) and upsamples the logits bilinearly to the label size.
 
     Attributes:
         mean: Per-channel mean, in the model's channel order and value scale.
@@ -33,12 +48,20 @@ class Preprocessing:
         channel_order: ``"RGB"`` or ``"BGR"``: the channel order the model expects.
         value_scale: The image values the mean/std refer to span ``[0, value_scale]``
             (255.0: raw uint8 values; 1.0: values divided by 255 first).
+        input_size: ``None`` (the image as it is) or ``(H, W)``: the size the model was trained
+            on; every image (or, in sliding-window inference, the whole image before the
+            windows are cut) is resized to it.
+        output_classes: ``None`` (the model's outputs are the dataset's classes, in order) or
+            one output channel index per dataset class, in the dataset's order (e.g.
+            ``tuple(range(19))`` for a 20-output model whose last channel is background).
     """
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     channel_order: Literal["RGB", "BGR"] = "RGB"
     value_scale: float = 255.0
+    input_size: tuple[int, int] | None = None
+    output_classes: tuple[int, ...] | None = None
 
 
 # mmsegmentation's img_norm_cfg (to_rgb=True), the ImageNet statistics on 0-255; identical to
@@ -53,14 +76,16 @@ class ModelEntry:
     """One registered model.
 
     Attributes:
-        name: Canonical registry name, e.g. ``"segformer-b5"``.
+        name: Canonical architecture name, e.g. ``"segformer-b5"`` (no ``.``: that separates
+            a weights tag).
         builder: ``"module:function"`` (imported lazily) or a callable; called as
             ``builder(num_classes=...)``.
         preprocessing: Input normalisation the weights were trained with.
         num_classes: Default number of classes (Cityscapes: 19).
         output_stride: Ratio of input size to logits size (logits are at 1/4 resolution).
         aliases: Short names that resolve to this entry.
-        default_weights: Catalog id used by ``weights="default"`` (see ``weights.CATALOG``).
+        default_weights: Weights tag used by ``weights="default"``: the catalog entry
+            ``<name>.<tag>`` (see ``weights.CATALOG``).
         family: ``"segformer"`` or ``"deeplabv3plus"``.
     """
 
@@ -95,6 +120,8 @@ _ALIASES: dict[str, str] = {}
 def register_model(entry: ModelEntry) -> ModelEntry:
     """Adds an entry; a name or alias that is already taken raises ``ValueError``."""
     for key in (entry.name, *entry.aliases):
+        if TAG_SEPARATOR in key:
+            raise ValueError(f"model name {key!r} contains {TAG_SEPARATOR!r} (the tag separator)")
         if key in _REGISTRY or key in _ALIASES:
             raise ValueError(f"model name {key!r} is already registered")
     _REGISTRY[entry.name] = entry
@@ -108,13 +135,19 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"segformer-b0.synthetic"`` -> ``("segformer-b0", "synthetic")``; no tag -> ``None``."""
+    arch, sep, tag = name.strip().partition(TAG_SEPARATOR)
+    return arch, (tag.strip().lower() or None) if sep else None
+
+
 def get_model_entry(name: str) -> ModelEntry:
-    """Looks up a model by name or alias (case-insensitive).
+    """Looks up an architecture by name or alias (case-insensitive); a weights tag is ignored.
 
     Raises:
         RobustSegError: For an unknown name; the message lists the valid names and the closest.
     """
-    key = name.strip().lower()
+    key = split_name(name)[0].lower()
     key = _ALIASES.get(key, key)
     if key in _REGISTRY:
         return _REGISTRY[key]
@@ -123,38 +156,9 @@ def get_model_entry(name: str) -> ModelEntry:
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise RobustSegError(
         f"unknown model {name!r}.{hint} Valid names: {', '.join(list_models())} "
-        f"(aliases: {', '.join(sorted(_ALIASES))})"
+        f"(aliases: {', '.join(sorted(_ALIASES))}), optionally with a weights tag "
+        f"(e.g. segformer-b0{TAG_SEPARATOR}synthetic)"
     )
-
-
-def create_model(
-    name: str, *, num_classes: int = 19, weights: str | None = None, **kwargs: object
-) -> nn.Module:
-    """Builds a registered model, optionally with weights.
-
-    Args:
-        name: Registry name or alias (``"segformer-b5"``, ``"b5"``, ``"deeplabv3plus-r50"``).
-        num_classes: Number of output classes.
-        weights: ``None`` (random init), ``"default"`` (the catalog's Cityscapes weights for
-            this model), a catalog id, a file or ``save_pretrained`` directory, an ``https://``
-            URL, or ``hf://<repo id>``. See ``robustbench_seg.models.weights.load_weights``.
-        **kwargs: Passed to the builder (e.g. ``drop_path_rate`` for SegFormer).
-
-    Returns:
-        The model in eval mode if weights were loaded, else in training mode.
-
-    Raises:
-        RobustSegError: Unknown name, unusable weights, or weights of another shape.
-    """
-    entry = get_model_entry(name)
-    if weights is None:
-        return entry.build(num_classes, **kwargs)
-    from robustbench_seg.models.weights import is_catalog_spec, load_weights, resolve_weights
-
-    path = resolve_weights(weights, model_name=entry.name)  # fail fast, before building
-    model = entry.build(num_classes, **kwargs)
-    load_weights(model, path, model_name=entry.name, trusted=is_catalog_spec(weights))
-    return model.eval()
 
 
 def _register_defaults() -> None:
@@ -164,7 +168,7 @@ def _register_defaults() -> None:
                 name=f"segformer-{v}",
                 builder=_segformer_builder(v),
                 aliases=(v,),
-                default_weights=f"segformer-{v}-cityscapes",
+                default_weights="cityscapes",
                 family="segformer",
             )
         )
@@ -178,24 +182,18 @@ def _register_defaults() -> None:
                 name=f"deeplabv3plus-{backbone}",
                 builder=f"robustbench_seg.models.deeplabv3plus:deeplabv3plus_{backbone}",
                 aliases=(alias,),
-                default_weights=f"deeplabv3plus-{backbone}-cityscapes",
+                default_weights="cityscapes",
                 family="deeplabv3plus",
             )
         )
-    # Trained on the synthetic city (robustbench_seg/assets/); what `robustseg demo` evaluates.
+    # The bundled demo model's architecture: the DeepLabV3+ paper's 256-wide head at output
+    # stride 16 (mmseg's Cityscapes models: 512 wide at stride 8).
     register_model(
         ModelEntry(
-            name="segformer-b0.synthetic",
-            builder=_segformer_builder("b0"),
-            default_weights="segformer-b0-synthetic",
-            family="segformer",
-        )
-    )
-    register_model(
-        ModelEntry(
-            name="deeplabv3plus-mobilenetv2.synthetic",
-            builder="robustbench_seg.models.deeplabv3plus:deeplabv3plus_mobilenetv2_synthetic",
-            default_weights="deeplabv3plus-mobilenetv2-synthetic",
+            name="deeplabv3plus-mobilenetv2-w256-os16",
+            builder="robustbench_seg.models.deeplabv3plus:deeplabv3plus_mobilenetv2_w256_os16",
+            aliases=("dlv3p-mbv2-w256",),
+            default_weights="synthetic",
             family="deeplabv3plus",
         )
     )

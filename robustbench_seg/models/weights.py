@@ -24,10 +24,12 @@ from robustbench_seg.models.convert import (
     convert_checkpoint,
     read_checkpoint,
 )
+from robustbench_seg.models.registry import TAG_SEPARATOR, get_model_entry, split_name
 
 __all__ = [
     "CATALOG",
     "WeightsInfo",
+    "catalog_entry",
     "cache_dir",
     "ASSETS",
     "download_url",
@@ -46,10 +48,11 @@ class WeightsInfo:
     """One published checkpoint.
 
     Attributes:
-        name: Catalog id, e.g. ``"segformer-b5-cityscapes"``.
+        name: Catalog id, ``<architecture>.<tag>``, e.g. ``"segformer-b5.cityscapes"``.
         model: Registry name of the architecture it fits.
-        source: ``hf://<repo id>`` or an ``https://`` URL.
-        num_classes: Classes of its head (ImageNet encoders: 0, no segmentation head).
+        source: ``hf://<repo id>``, an ``https://`` URL or a bundled file.
+        num_classes: Classes of its head (ImageNet encoders and backbones: 0, no segmentation
+            head: they load into ``model.backbone``).
         dataset: What it was trained on.
         sha256: Full sha256 or a prefix of it (mmcv publishes the first 8 hex digits in the
             file name); ``None`` when unknown. Checked after each download.
@@ -66,11 +69,30 @@ class WeightsInfo:
     miou: float | None = None
     eval_mode: str = "whole"
 
+    @property
+    def tag(self) -> str:
+        """The weights tag: ``"cityscapes"`` of ``"segformer-b5.cityscapes"``."""
+        return self.name.partition(TAG_SEPARATOR)[2]
+
 
 _MMSEG = "https://download.openmmlab.com/mmsegmentation/v0.5"
 # Published numbers: NVlabs/SegFormer README (Cityscapes, 1024x1024 sliding window) and
 # mmsegmentation configs/deeplabv3plus/README.md, configs/mobilenet_v2/README.md.
 _SEGFORMER_MIOU = {"b0": 76.2, "b1": 78.5, "b2": 81.0, "b3": 81.7, "b4": 82.3, "b5": 82.4}
+# The ImageNet backbones mmseg's DeepLabV3+ configs start from (``pretrained=`` in
+# configs/_base_/models/deeplabv3plus_r50-d8.py and configs/mobilenet_v2/*): mmcv's model zoo.
+_IMAGENET_BACKBONES = {
+    "r50": "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+    "r101": "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
+    "mobilenetv2": "https://download.openmmlab.com/mmclassification/v0/imagenet/"
+    "mobilenet_v2_batch256_imagenet_20200708-3b2dc3af.pth",
+}
+
+
+def _sha_prefix(url: str) -> str | None:
+    """mmcv's convention: the file name ends with the first 8 hex digits of its sha256."""
+    digest = re.search(r"-([0-9a-f]{8})\.pth$", url)
+    return digest.group(1) if digest else None
 
 
 def _catalog() -> dict[str, WeightsInfo]:
@@ -78,7 +100,7 @@ def _catalog() -> dict[str, WeightsInfo]:
     for v, miou in _SEGFORMER_MIOU.items():
         entries.append(
             WeightsInfo(
-                f"segformer-{v}-cityscapes",
+                f"segformer-{v}.cityscapes",
                 f"segformer-{v}",
                 f"hf://nvidia/segformer-{v}-finetuned-cityscapes-1024-1024",
                 19,
@@ -89,13 +111,17 @@ def _catalog() -> dict[str, WeightsInfo]:
         )
         entries.append(
             WeightsInfo(
-                f"mit-{v}-imagenet", f"segformer-{v}", f"hf://nvidia/mit-{v}", 0, "imagenet-1k"
+                f"segformer-{v}.imagenet",
+                f"segformer-{v}",
+                f"hf://nvidia/mit-{v}",
+                0,
+                "imagenet-1k",
             )
         )
     mmseg = [
         # (catalog id, model, path under v0.5, mIoU, eval mode)
         (
-            "deeplabv3plus-r50-cityscapes",
+            "deeplabv3plus-r50.cityscapes",
             "deeplabv3plus-r50",
             "deeplabv3plus/deeplabv3plus_r50-d8_512x1024_80k_cityscapes/"
             "deeplabv3plus_r50-d8_512x1024_80k_cityscapes_20200606_114049-f9fb496d.pth",
@@ -103,7 +129,7 @@ def _catalog() -> dict[str, WeightsInfo]:
             "whole",
         ),
         (
-            "deeplabv3plus-r101-cityscapes",
+            "deeplabv3plus-r101.cityscapes",
             "deeplabv3plus-r101",
             "deeplabv3plus/deeplabv3plus_r101-d8_512x1024_80k_cityscapes/"
             "deeplabv3plus_r101-d8_512x1024_80k_cityscapes_20200606_114143-068fcfe9.pth",
@@ -111,7 +137,7 @@ def _catalog() -> dict[str, WeightsInfo]:
             "whole",
         ),
         (
-            "deeplabv3plus-r50-cityscapes-769",
+            "deeplabv3plus-r50.cityscapes-769",
             "deeplabv3plus-r50",
             "deeplabv3plus/deeplabv3plus_r50-d8_769x769_80k_cityscapes/"
             "deeplabv3plus_r50-d8_769x769_80k_cityscapes_20200606_210233-0e9dfdc4.pth",
@@ -119,7 +145,7 @@ def _catalog() -> dict[str, WeightsInfo]:
             "slide 769/513",
         ),
         (
-            "deeplabv3plus-r101-cityscapes-769",
+            "deeplabv3plus-r101.cityscapes-769",
             "deeplabv3plus-r101",
             "deeplabv3plus/deeplabv3plus_r101-d8_769x769_80k_cityscapes/"
             "deeplabv3plus_r101-d8_769x769_80k_cityscapes_20200607_000405-a7573d20.pth",
@@ -127,7 +153,7 @@ def _catalog() -> dict[str, WeightsInfo]:
             "slide 769/513",
         ),
         (
-            "deeplabv3plus-mobilenetv2-cityscapes",
+            "deeplabv3plus-mobilenetv2.cityscapes",
             "deeplabv3plus-mobilenetv2",
             "mobilenet_v2/deeplabv3plus_m-v2-d8_512x1024_80k_cityscapes/"
             "deeplabv3plus_m-v2-d8_512x1024_80k_cityscapes_20200825_124836-d256dd4b.pth",
@@ -136,25 +162,36 @@ def _catalog() -> dict[str, WeightsInfo]:
         ),
     ]
     for name, model, path, miou, mode in mmseg:
-        digest = re.search(r"-([0-9a-f]{8})\.pth$", path)
+        url = f"{_MMSEG}/{path}"
         entries.append(
             WeightsInfo(
                 name,
                 model,
-                f"{_MMSEG}/{path}",
+                url,
                 19,
                 "cityscapes",
-                sha256=digest.group(1) if digest else None,
+                sha256=_sha_prefix(url),
                 miou=miou,
                 eval_mode=mode,
-            )
+            )  # fmt: skip
         )
-    for name, model, miou, sha in _SYNTHETIC:
+    for model, backbone in (
+        ("deeplabv3plus-r50", "r50"),
+        ("deeplabv3plus-r101", "r101"),
+        ("deeplabv3plus-mobilenetv2", "mobilenetv2"),
+        ("deeplabv3plus-mobilenetv2-w256-os16", "mobilenetv2"),
+    ):
+        url = _IMAGENET_BACKBONES[backbone]
+        entries.append(
+            WeightsInfo(f"{model}.imagenet", model, url, 0, "imagenet-1k", sha256=_sha_prefix(url))
+        )
+    for model, miou, sha in _SYNTHETIC:
+        name = f"{model}.synthetic"
         entries.append(
             WeightsInfo(
                 name,
                 model,
-                str(ASSETS / f"{model}.safetensors"),
+                str(ASSETS / f"{name}.safetensors"),
                 19,
                 "synthetic-city",
                 sha256=sha,
@@ -169,23 +206,63 @@ def _catalog() -> dict[str, WeightsInfo]:
 # shipped in fp16; their commands, logs and curves are in assets/training/. mIoU: synthetic val
 # split (100 images at 512x256, seed 0) with the fp16 weights.
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-_SYNTHETIC = (  # (catalog id, model, mIoU, sha256 of the file)
+_SYNTHETIC = (  # (architecture, mIoU, sha256 of the file)
     (
-        "segformer-b0-synthetic",
-        "segformer-b0.synthetic",
+        "segformer-b0",
         55.4,
-        "1b634073f3393abae9dcfd8cb5ac7bcf1290564802cc329aa059e9395ce9d5d4",
+        "1ffcbb91de61e056728a91f4bf496872ec00f74b17f132ffbda478e6e5b36fa8",
     ),
     (
-        "deeplabv3plus-mobilenetv2-synthetic",
-        "deeplabv3plus-mobilenetv2.synthetic",
+        "deeplabv3plus-mobilenetv2-w256-os16",
         50.4,
-        "05a56af4bd36e2cfb9ee3c45742900a5babc3dcb5e7888ec3b8f1d27d8c6328e",
+        "2d5e689a38b40951e1280ae5c728f8f81737faa16c8cd1d2d4fde634e36a0e40",
     ),
 )
 
 
 CATALOG: dict[str, WeightsInfo] = _catalog()
+
+
+def catalog_entry(weights: str, model_name: str | None = None) -> WeightsInfo | None:
+    """The catalog entry a weights spec names, or ``None`` for paths, URLs and ``hf://`` ids.
+
+    Args:
+        weights: ``"default"``, a tag (``"synthetic"``, with ``model_name``) or a catalog id
+            (``"segformer-b0.synthetic"``).
+        model_name: The architecture (a registry name or alias, optionally with a tag).
+
+    Raises:
+        RobustSegError: ``"default"`` or a tag without a model; a model without default
+            weights; a catalog id for another architecture; a tag the catalog does not have.
+    """
+    spec = os.fspath(weights)
+    entry = tag = None
+    if model_name is not None:
+        entry = get_model_entry(model_name)
+        tag = split_name(model_name)[1]
+    if spec == "default":
+        if entry is None:
+            raise RobustSegError('weights="default" needs a model name')
+        tag = tag or entry.default_weights
+        if tag is None:
+            raise RobustSegError(f"model {entry.name!r} has no default weights")
+        spec = f"{entry.name}{TAG_SEPARATOR}{tag}"
+    elif entry is not None and f"{entry.name}{TAG_SEPARATOR}{spec}" in CATALOG:
+        spec = f"{entry.name}{TAG_SEPARATOR}{spec}"  # a bare tag
+    if spec not in CATALOG:
+        if entry is not None and os.fspath(weights) == "default":
+            tags = sorted(w.tag for w in CATALOG.values() if w.model == entry.name)
+            raise RobustSegError(
+                f"no weights {spec!r} in the catalog; {entry.name} has: {', '.join(tags) or 'none'}"
+            )
+        return None
+    info = CATALOG[spec]
+    if entry is not None and info.model != entry.name:
+        raise RobustSegError(
+            f"weights {spec!r} are for {info.model}, not {entry.name}; use a {entry.name} tag "
+            f"({', '.join(sorted(w.tag for w in CATALOG.values() if w.model == entry.name))})"
+        )
+    return info
 
 
 def cache_dir() -> Path:
@@ -309,9 +386,11 @@ def resolve_weights(
     """Turns a weights spec into a local file or directory, downloading if needed.
 
     Args:
-        weights: ``"default"`` (needs ``model_name``), a catalog id, ``hf://<repo>[@rev]``, an
-            ``https://`` URL, or a local path.
-        model_name: Canonical registry name; needed for ``"default"``.
+        weights: ``"default"`` or a weights tag (both need ``model_name``), a catalog id
+            (``"segformer-b0.synthetic"``), ``hf://<repo>[@rev]``, an ``https://`` URL, or a
+            local path.
+        model_name: The architecture (registry name or alias, optionally ``arch.tag``);
+            needed for ``"default"`` and tags.
         allow_http: Permit ``http://`` URLs (tests against a local server).
 
     Returns:
@@ -322,17 +401,8 @@ def resolve_weights(
     """
     spec = os.fspath(weights)
     sha = None
-    if spec == "default":
-        from robustbench_seg.models.registry import get_model_entry
-
-        if model_name is None:
-            raise RobustSegError('weights="default" needs a model name')
-        entry = get_model_entry(model_name)
-        if entry.default_weights is None:
-            raise RobustSegError(f"model {model_name!r} has no default weights")
-        spec = entry.default_weights
-    if spec in CATALOG:
-        info = CATALOG[spec]
+    info = catalog_entry(spec, model_name)
+    if info is not None:
         spec, sha = info.source, info.sha256
     if spec.startswith("hf://"):
         repo, _, rev = spec.removeprefix("hf://").partition("@")
@@ -354,11 +424,14 @@ def resolve_weights(
     return path
 
 
-def is_catalog_spec(weights: str | os.PathLike[str]) -> bool:
-    """True for ``"default"``, catalog ids and catalog URLs' cached downloads (known origin)."""
+def is_catalog_spec(weights: str | os.PathLike[str], model_name: str | None = None) -> bool:
+    """True for ``"default"``, tags, catalog ids and catalog URLs' cached downloads."""
     spec = os.fspath(weights)
-    if spec == "default" or spec in CATALOG:
-        return True
+    try:
+        if spec == "default" or catalog_entry(spec, model_name) is not None:
+            return True
+    except RobustSegError:
+        return False
     known = {_cached_path(w.source) for w in CATALOG.values() if w.source.startswith("https://")}
     return Path(spec).expanduser() in known or spec in {w.source for w in CATALOG.values()}
 
@@ -401,7 +474,8 @@ def load_weights(
 ) -> Converted:
     """Resolves, reads, converts and strictly loads weights into ``model``.
 
-    Encoder-only checkpoints (ImageNet MiT, ``nvidia/mit-b*``) load into ``model.backbone``.
+    Encoder-only checkpoints (ImageNet MiT, ``nvidia/mit-b*``, mmcls ResNetV1c and MobileNetV2
+    classifiers) load into ``model.backbone``.
 
     Args:
         model: The freshly built model.
@@ -418,13 +492,15 @@ def load_weights(
         RobustSegError: For any unusable or mismatching checkpoint.
     """
     if trusted is None:
-        trusted = is_catalog_spec(weights)
+        trusted = is_catalog_spec(weights, model_name)
     path = resolve_weights(weights, model_name=model_name, allow_http=allow_http)
     state, metadata = read_checkpoint(path, trusted=trusted)
     converted = convert_checkpoint(state, metadata)
     saved_for = (converted.metadata or {}).get("model")
-    if model_name is not None and saved_for is not None and saved_for != model_name:
-        raise RobustSegError(f"{path} holds weights for {saved_for!r}, not {model_name!r}")
+    if model_name is not None and saved_for is not None:
+        arch = get_model_entry(model_name).name
+        if split_name(str(saved_for))[0] != arch:
+            raise RobustSegError(f"{path} holds weights for {saved_for!r}, not {arch!r}")
     target = model
     if converted.encoder_only:
         if not hasattr(model, "backbone"):

@@ -19,7 +19,7 @@ __all__ = ["ReportResult", "ReportWarning", "build_report"]
 
 
 class ReportWarning(UserWarning):
-    """Something left out of a report (e.g. the qualitative grid when a model cannot be rebuilt)."""
+    """Something left out of a report (e.g. the qualitative grid when a run saved no predictions)."""
 
 
 @dataclass
@@ -98,8 +98,8 @@ def build_report(
         baseline: A run directory for corruption degradation (adds mCD); it must cover the
             same corruption cells as every run. Shown as a row if it is not one of ``runs``.
         reference: ``"segformer-table5"`` (published rows), ``"none"``, or a CSV file.
-        qualitative: Images in the qualitative grid (0: no grid). Needs the models (rebuilt
-            from ``run.json``) and the dataset.
+        qualitative: Images in the qualitative grid (0: no grid). Needs the predictions the
+            runs saved (``evaluate --save-predictions``, default 3) and the dataset.
         qualitative_corruptions: ``corruption-severity`` (or ``corruption``, severity 3) rows
             of the qualitative grid, after the clean row.
         cityscapes_root: Dataset root for the qualitative grid (default: the run's).

@@ -16,6 +16,7 @@ from corruptions.registry import BENCHMARK, CORRUPTIONS, get_corruption
 from robustbench_seg.data.cityscapes import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.report.tables import CATEGORY_ORDER, Run, class_iou_frame
+from robustbench_seg.runs import load_predictions
 
 __all__ = [
     "DEFAULT_QUALITATIVE",
@@ -220,49 +221,6 @@ def colorize(label: np.ndarray) -> np.ndarray:
     return lut[label.astype(np.uint8)]
 
 
-def _load_models(runs: Sequence[Run], device: str) -> tuple[list[tuple[Run, object]], list[str]]:
-    from robustbench_seg.engine.evaluate import load_model
-
-    loaded, warns = [], []
-    for run in runs:
-        cfg = run.config
-        if not cfg.get("model"):
-            warns.append(
-                f"qualitative grid: {run.name} left out: {run.path}/run.json names no model"
-            )
-            continue
-        if cfg.get("weights") is None and ":" not in str(cfg["model"]):
-            warns.append(
-                f"qualitative grid: {run.name} left out: its run.json records no weights "
-                "(random init, or a module passed from Python), so its model cannot be "
-                "rebuilt"
-            )
-            continue
-        try:
-            model = load_model(
-                cfg["model"], weights=cfg["weights"], num_classes=cfg.get("num_classes")
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure to rebuild only skips this model
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            warns.append(
-                f"qualitative grid: {run.name} left out: cannot load model "
-                f"{cfg['model']!r} with weights {cfg['weights']!r}: {msg}"
-            )
-            continue
-        if (
-            cfg.get("weights_sha256")
-            and model.weights_sha256
-            and cfg["weights_sha256"] != model.weights_sha256
-        ):
-            warns.append(
-                f"qualitative grid: {run.name}: the weights at {cfg['weights']} changed since "
-                "the run; predictions may not match its numbers"
-            )
-        model.module.to(device)
-        loaded.append((run, model))
-    return loaded, warns
-
-
 @dataclass
 class QualitativeRow:
     """One row of the qualitative grid.
@@ -284,6 +242,29 @@ class QualitativeRow:
     predictions: list[np.ndarray]
 
 
+def _saved_predictions(
+    run: Run, cells: Sequence[str], ids: Sequence[str]
+) -> tuple[dict[str, list[np.ndarray]] | None, str | None]:
+    """A run's saved maps of ``ids`` for every cell, or why it has none."""
+    out = {}
+    for cell in cells:
+        saved = load_predictions(run.path, cell)
+        if saved is None:
+            return None, (
+                f"qualitative grid: {run.name} left out: no saved predictions for {cell} in "
+                f"{run.path} (evaluate --save-predictions N covering that cell)"
+            )
+        saved_ids, maps = saved
+        if list(saved_ids[: len(ids)]) != list(ids):
+            return None, (
+                f"qualitative grid: {run.name} left out: its saved predictions of {cell} cover "
+                f"{len(saved_ids)} image(s) ({', '.join(saved_ids[:2]) or 'none'}), not the "
+                f"first {len(ids)} of the split (evaluate --save-predictions {len(ids)})"
+            )
+        out[cell] = maps[: len(ids)]
+    return out, None
+
+
 def qualitative_rows(
     runs: Sequence[Run],
     *,
@@ -291,12 +272,12 @@ def qualitative_rows(
     conditions: Sequence[tuple[str, int]] = (),
     cityscapes_root: str | Path | None = None,
 ) -> tuple[list[str], list[QualitativeRow], list[str]]:
-    """Predictions of each run's model on the first images, clean and corrupted.
+    """Each run's saved predictions on the first images, clean and corrupted.
 
-    Models are rebuilt from each run's ``run.json`` (model name and weights) and run with the
-    run's inference settings; corrupted images are made on the fly with the first run's seed
-    and backend (the pixels the runs saw). Runs whose model cannot be rebuilt are left out with
-    a warning; without data or models there are no rows.
+    The predicted maps are the ones ``evaluate --save-predictions`` kept in each run directory
+    (no model is loaded); the images and labels are read from the dataset, corrupted with the
+    first run's seed and backend (the pixels the runs saw). Runs without the needed maps are
+    left out with a warning; without data or maps there are no rows.
 
     Args:
         runs: The runs.
@@ -305,14 +286,11 @@ def qualitative_rows(
         cityscapes_root: Dataset root (default: the one recorded in the first run).
 
     Returns:
-        The names of the models shown, the rows (image-major: every condition of the first
+        The names of the runs shown, the rows (image-major: every condition of the first
         image, then the next image), and the warnings.
     """
-    import torch
-
     from robustbench_seg.data.cityscapes import list_pairs
-    from robustbench_seg.data.cityscapes_c import CellView
-    from robustbench_seg.engine.inference import predict_logits, preprocess
+    from robustbench_seg.data.cityscapes_c import CellView, cell_name
 
     cfg0 = next((r.config for r in runs if r.config), {})
     root = cityscapes_root or cfg0.get("cityscapes_root")
@@ -329,43 +307,33 @@ def qualitative_rows(
         pairs = list_pairs(root, cfg0.get("split", "val"))[:num_images]
     except RobustSegError as exc:
         return [], [], [f"qualitative grid skipped: cannot read the dataset: {exc}"]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded, warns = _load_models(runs, device)
-    if not loaded:
-        return [], [], [*warns, "qualitative grid skipped: no run's model could be rebuilt"]
+    conds = [(None, None), *conditions]
+    cells = [cell_name(c, s) for c, s in conds]
+    ids = [p.image_id for p in pairs]
+    shown, warns = [], []
+    for run in runs:
+        maps, why = _saved_predictions(run, cells, ids)
+        if maps is None:
+            warns.append(str(why))
+        else:
+            shown.append((run, maps))
+    if not shown:
+        return [], [], [*warns, "qualitative grid skipped: no run has saved predictions"]
 
     seed, backend = int(cfg0.get("seed", 0)), str(cfg0.get("backend", "fast"))
     rows: list[QualitativeRow] = []
     try:
         for i, pair in enumerate(pairs):
-            for corruption, severity in [(None, None), *conditions]:
+            for (corruption, severity), cell in zip(conds, cells, strict=True):
                 view = CellView(pairs, corruption, severity, seed=seed, backend=backend)
                 _, image, label = view[i]
-                preds = []
-                for run, model in loaded:
-                    cfg = run.config
-                    precision = str(cfg.get("precision", "fp32"))
-                    if precision == "fp16" and device == "cpu":  # fp16 autocast needs CUDA
-                        precision = "fp32"
-                    x = preprocess(image, model.preprocessing, device)
-                    logits = predict_logits(
-                        model.module,
-                        x,
-                        mode=cfg.get("inference", "whole"),
-                        crop=int(cfg.get("crop", 1024)),
-                        stride=int(cfg.get("stride", 768)),
-                        batch_size=2,
-                        out_size=label.shape,
-                        precision=precision,
-                    )
-                    preds.append(logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
+                preds = [maps[cell][i] for _, maps in shown]
                 rows.append(
                     QualitativeRow(pair.image_id, corruption, severity, image, label, preds)
                 )
-    except Exception as exc:  # noqa: BLE001 - unreadable images / labels only skip the grid
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return [], [], [*warns, f"qualitative grid skipped: {msg}"]
-    return [run.name for run, _ in loaded], rows, warns
+    except (RobustSegError, OSError, ValueError) as exc:  # unreadable images only skip the grid
+        return [], [], [*warns, f"qualitative grid skipped: {exc}"]
+    return [run.name for run, _ in shown], rows, warns
 
 
 def plot_qualitative(
@@ -377,7 +345,7 @@ def plot_qualitative(
     cityscapes_root: str | Path | None = None,
 ) -> tuple[Path | None, list[str]]:
     """Figures 4/5: image, ground truth and each model's prediction, clean and corrupted,
-    in the Cityscapes palette (see :func:`qualitative_rows` for how models are rebuilt).
+    in the Cityscapes palette, from the runs' saved predictions (see :func:`qualitative_rows`).
 
     Args:
         runs: The runs.

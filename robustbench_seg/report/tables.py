@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,10 +15,10 @@ import pandas as pd
 
 from corruptions.protocol import protocol_severities
 from corruptions.registry import BENCHMARK, CORRUPTIONS
+from robustbench_seg import metrics
 from robustbench_seg.data.cityscapes import CLASS_NAMES
-from robustbench_seg.engine import metrics
-from robustbench_seg.engine.evaluate import RUN_JSON, summary_frame
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.runs import read_results, summary_frame
 
 __all__ = [
     "CATEGORY_ORDER",
@@ -46,7 +45,6 @@ __all__ = [
 
 CATEGORY_ORDER = ("blur", "noise", "digital", "weather")  # Table 5 column groups
 REFERENCES = {"segformer-table5": "segformer_table5.csv"}
-RESULTS_COLUMNS = ("model", "cell", "corruption", "category", "severity", "class", "iou", "miou")
 # The paper's abbreviated column headers (Table 5), and the three extra corruptions.
 SHORT = {
     "motion_blur": "Motion",
@@ -107,40 +105,6 @@ class Run:
         return {(str(a), int(b)) for a, b in zip(c["corruption"], c["severity"], strict=True)}
 
 
-def _read_run(path: Path) -> tuple[str, pd.DataFrame, dict[str, Any]]:
-    path = Path(path)
-    csv = path / "results.csv"
-    if not path.is_dir():
-        raise RobustSegError(f"{path} is not a run directory (not a directory)")
-    if not csv.is_file():
-        raise RobustSegError(
-            f"{path} is not a run directory (no results.csv; robustseg evaluate --out writes one)"
-        )
-    try:
-        df = pd.read_csv(csv)
-    except (OSError, ValueError) as exc:
-        raise RobustSegError(f"cannot read {csv}: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in RESULTS_COLUMNS if c not in df.columns]
-    if missing:
-        raise RobustSegError(
-            f"{csv} is not a robustseg results file (no column {', '.join(missing)})"
-        )
-    if df.empty:
-        raise RobustSegError(f"{csv} holds no results")
-    models = df["model"].astype(str).unique()
-    if len(models) != 1:
-        raise RobustSegError(f"{csv} holds several models ({', '.join(models)}); expected one")
-    df["model"] = df["model"].astype(str)
-    df["corruption"] = df["corruption"].astype(str)
-    df["severity"] = df["severity"].astype(int)
-    config: dict[str, Any] = {}
-    try:
-        config = json.loads((path / RUN_JSON).read_text()).get("config", {}) or {}
-    except (OSError, ValueError, AttributeError):
-        pass
-    return str(models[0]), df, config
-
-
 def _unique_names(models: list[str], paths: list[Path]) -> list[str]:
     names = list(models)
     for model in set(models):
@@ -177,7 +141,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
         if p.resolve() in seen:
             raise RobustSegError(f"run directory {p} is given twice")
         seen[p.resolve()] = p
-    read = [_read_run(p) for p in paths]
+    read = [read_results(p) for p in paths]
     names = _unique_names([r[0] for r in read], paths)
     return [Run(p, n, m, df, cfg) for p, n, (m, df, cfg) in zip(paths, names, read, strict=True)]
 

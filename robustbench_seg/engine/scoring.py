@@ -1,0 +1,114 @@
+"""Scoring: image -> preprocess -> the model contract -> logits -> trainIds -> confusion matrix.
+
+The one path from pixels to numbers, shared by ``evaluate`` and training's validation. It applies
+the model contract (``Preprocessing``): normalisation, the resize to ``input_size``
+(``interpolate(..., mode="bilinear", align_corners=False, antialias=True)``), the selection of
+``output_classes`` and the single upsampling of the logits to the label size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustbench_seg import metrics
+from robustbench_seg.engine.inference import predict_logits, preprocess
+from robustbench_seg.errors import RobustSegError
+from robustbench_seg.models.registry import Preprocessing
+
+__all__ = ["Segmenter"]
+
+
+class _Contract(nn.Module):
+    """Checks the model's output once and keeps the declared output channels."""
+
+    def __init__(self, inner: nn.Module, num_outputs: int, output_classes: Sequence[int] | None):
+        super().__init__()
+        self.inner, self.num_outputs, self.checked = inner, num_outputs, False
+        self.index = None if output_classes is None else list(output_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        if not self.checked:
+            if not isinstance(y, torch.Tensor) or y.ndim != 4 or y.shape[0] != x.shape[0]:
+                shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                raise RobustSegError(
+                    f"the model must return logits (N, num_classes, h, w); got {shape}"
+                )
+            if y.shape[1] != self.num_outputs:
+                raise RobustSegError(
+                    f"the model returned {y.shape[1]} classes, expected {self.num_outputs}"
+                )
+            self.checked = True
+        return y if self.index is None else y[:, self.index]
+
+
+class Segmenter:
+    """A model with its contract and inference settings, on a device.
+
+    Args:
+        module: The network (put in eval mode and moved to ``device``).
+        preprocessing: Its contract.
+        device: Where it runs.
+        num_outputs: Channels the module returns (default: ``module.num_classes``).
+        mode: ``"whole"`` or ``"slide"`` (see ``predict_logits``).
+        crop: Sliding-window size.
+        stride: Sliding-window step.
+        batch_size: Windows (slide) or images (whole) per forward pass.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        preprocessing: Preprocessing,
+        device: torch.device,
+        *,
+        num_outputs: int | None = None,
+        mode: str = "whole",
+        crop: int | Sequence[int] = 1024,
+        stride: int | Sequence[int] = 768,
+        batch_size: int = 2,
+        precision: str = "fp32",
+    ) -> None:
+        outputs = int(num_outputs if num_outputs is not None else module.num_classes)
+        self.preprocessing = preprocessing
+        self.device = device
+        self.net = _Contract(module, outputs, preprocessing.output_classes).to(device).eval()
+        self.num_classes = (
+            outputs if preprocessing.output_classes is None else len(preprocessing.output_classes)
+        )
+        self.settings = dict(
+            mode=mode, crop=crop, stride=stride, batch_size=batch_size, precision=precision
+        )
+
+    def logits(self, images: np.ndarray, out_size: Sequence[int]) -> torch.Tensor:
+        """Float32 logits ``(N, num_classes, *out_size)`` of uint8 RGB images ``(N, H, W, 3)``."""
+        x = preprocess(images, self.preprocessing, self.device)
+        if self.preprocessing.input_size is not None:
+            x = F.interpolate(
+                x, size=tuple(self.preprocessing.input_size), mode="bilinear",
+                align_corners=False, antialias=True,
+            )  # fmt: skip
+        return predict_logits(self.net, x, out_size=tuple(out_size), **self.settings)  # type: ignore[arg-type]
+
+    def predict(self, images: np.ndarray, out_size: Sequence[int]) -> torch.Tensor:
+        """Predicted trainIds ``(N, *out_size)`` (int64, on the device)."""
+        return self.logits(images, out_size).argmax(1)
+
+    def score(self, images: np.ndarray, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Confusion matrix (int64, rows ground truth) and predictions of a batch.
+
+        Args:
+            images: ``(N, H, W, 3)`` uint8 RGB.
+            labels: ``(N, h, w)`` trainIds on the device (255: ignored).
+
+        Returns:
+            ``(confusion (K, K), predictions (N, h, w))``.
+        """
+        pred = self.predict(images, labels.shape[-2:])
+        return metrics.confusion_matrix_torch(labels, pred, self.num_classes), pred
