@@ -469,7 +469,11 @@ def _pair_option(value: str | None):
 
 @cli.command("train")
 @click.option(
-    "--model", "-m", required=True, help="Registry name or alias (b0..b5, deeplabv3plus-r50, ...)."
+    "--model",
+    "-m",
+    required=True,
+    help="Architecture: registry name or alias (b0..b5, deeplabv3plus-r50, ...); starting "
+    "weights go to --init.",
 )
 @click.option(
     "--cityscapes-root",
@@ -487,7 +491,8 @@ def _pair_option(value: str | None):
     "--init",
     default="imagenet",
     show_default=True,
-    help="'imagenet' (catalog encoder), a checkpoint PATH, or 'none' (random).",
+    help="'imagenet' (the catalog's <architecture>.imagenet: MiT encoder or mmcls backbone), "
+    "another weights tag or catalog id, a checkpoint PATH, URL or hf:// id, or 'none' (random).",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out (same configuration).")
 @click.option(

@@ -335,3 +335,68 @@ def test_mmseg_deeplabv3plus_checkpoint_loads_through_create_model(tmp_path) -> 
     assert model(torch.randn(1, 3, 64, 128)).shape == (1, 19, 16, 32)
     with pytest.raises(RobustSegError, match="does not fit this model"):
         create_model("b0", weights=str(tmp_path / "m.pth"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loader: arch.tag names, weights specs, identity
+
+
+def test_load_names_architecture_and_weights_apart() -> None:
+    from robustbench_seg.models import load
+
+    a = load("segformer-b0.synthetic", "default")
+    b = load("b0", "synthetic")
+    c = load("segformer-b0", "segformer-b0.synthetic")
+    assert a.name == b.name == c.name == "segformer-b0.synthetic"
+    assert a.architecture is get_model_entry("b0") and not a.module.training
+    assert a.weights_sha256 == b.weights_sha256 == c.weights_sha256
+    assert len(a.weights_sha256) == 64 and a.num_classes == a.num_outputs == 19
+    torch.manual_seed(0)
+    r1 = load("b0")
+    torch.manual_seed(0)
+    r2 = load("b0")
+    assert r1.name == "segformer-b0" and r1.weights is None
+    assert r1.weights_sha256 == r2.weights_sha256 != a.weights_sha256
+    with pytest.raises(RobustSegError, match="names its weights .'synthetic'. and weights='cityscapes'"):
+        load("segformer-b0.synthetic", "cityscapes")
+    with pytest.raises(RobustSegError, match="are for segformer-b0, not segformer-b1"):
+        load("b1", "segformer-b0.synthetic")
+    with pytest.raises(RobustSegError, match="no weights 'segformer-b1.synthetic' in the catalog; segformer-b1 has: cityscapes, imagenet"):
+        load("segformer-b1.synthetic", "default")
+    with pytest.raises(RobustSegError, match="preprocessing and name are for nn.Module models"):
+        load("b0", preprocessing=MMSEG_PREPROCESSING)
+
+
+def test_weights_identity_is_the_state_dict_not_the_file(tmp_path) -> None:
+    from robustbench_seg.models import load
+    from robustbench_seg.models.loader import state_dict_sha256
+    from robustbench_seg.models.weights import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("b0")
+    save_weights(model, tmp_path / "a.safetensors", model_name="segformer-b0", source="a")
+    save_weights(model, tmp_path / "b.safetensors", model_name="segformer-b0", source="other")
+    assert (tmp_path / "a.safetensors").read_bytes() != (tmp_path / "b.safetensors").read_bytes()
+    a, b = load("b0", tmp_path / "a.safetensors"), load("b0", tmp_path / "b.safetensors")
+    assert a.weights_sha256 == b.weights_sha256 == state_dict_sha256(model)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-3
+    assert state_dict_sha256(model) != a.weights_sha256
+
+
+def test_imagenet_backbone_formats_map_every_key() -> None:
+    from robustbench_seg.models.convert import convert_checkpoint
+
+    r50 = create_model("dlv3p-r50").backbone.state_dict()
+    mmcls = {**r50, "fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)}
+    conv = convert_checkpoint(mmcls)
+    assert conv.source_format == "mmcls-resnet-v1c" and conv.encoder_only
+    assert conv.state_dict.keys() == r50.keys()
+    mbv2 = create_model("dlv3p-mbv2").backbone.state_dict()
+    mmcls = {f"backbone.{k}": v for k, v in mbv2.items()}
+    mmcls |= {"backbone.conv2.conv.weight": torch.zeros(1280, 320, 1, 1), "head.fc.weight": torch.zeros(1000, 1280)}
+    conv = convert_checkpoint(mmcls)
+    assert conv.source_format == "mmcls-mobilenetv2" and conv.encoder_only
+    assert conv.state_dict.keys() == mbv2.keys()
+    with pytest.raises(RobustSegError, match="1 unexpected key.*mmcls MobileNetV2.*backbone.extra"):
+        convert_checkpoint({**mmcls, "backbone.extra.weight": torch.zeros(1)})

@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_seg import metrics
+from robustbench_seg import metrics, runtime
+from robustbench_seg.data.cityscapes import CityscapesPair, load_label
 from robustbench_seg.engine.inference import predict_logits, preprocess
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.models.registry import Preprocessing
 
-__all__ = ["Segmenter"]
+__all__ = ["Segmenter", "score_pairs"]
 
 
 class _Contract(nn.Module):
@@ -112,3 +113,22 @@ class Segmenter:
         """
         pred = self.predict(images, labels.shape[-2:])
         return metrics.confusion_matrix_torch(labels, pred, self.num_classes), pred
+
+
+def score_pairs(
+    segmenter: Segmenter, pairs: Sequence[CityscapesPair], info: runtime.DistInfo
+) -> np.ndarray:
+    """Confusion matrix of clean images, summed over ``torchrun`` ranks (each takes a shard).
+
+    What training validates with: the same path as ``evaluate``'s clean cell, one image at a
+    time and without DataLoader workers.
+    """
+    from robustbench_seg.data.cityscapes_c import read_rgb
+
+    k = segmenter.num_classes
+    conf = torch.zeros((k, k), dtype=torch.int64, device=segmenter.device)
+    for pair in list(pairs)[info.rank :: info.world_size]:
+        image = read_rgb(pair.image.path)
+        label = torch.from_numpy(load_label(pair, image.shape[:2])).to(segmenter.device)
+        conf += segmenter.score(image[None], label[None])[0]
+    return runtime.all_reduce_sum(conf, info).cpu().numpy()

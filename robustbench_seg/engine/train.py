@@ -53,7 +53,7 @@ from robustbench_seg.engine.checkpoint import (
     write_config,
 )
 from robustbench_seg.engine.recipes import Recipe, get_recipe, lr_at, validate_recipe
-from robustbench_seg.engine.scoring import Segmenter
+from robustbench_seg.engine.scoring import Segmenter, score_pairs
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.models.heads import FCNHead
 from robustbench_seg.models.layers import DropPath
@@ -338,7 +338,6 @@ def _initial_model(entry: ModelEntry, init: str) -> tuple[nn.Module, str]:
 # ----------------------------------------------------------------------------- validation
 
 
-@torch.no_grad()
 def _validate_model(
     model: nn.Module,
     pairs: list[CityscapesPair],
@@ -347,21 +346,13 @@ def _validate_model(
     precision: str,
     info: runtime.DistInfo,
 ) -> tuple[float, float]:
-    """Validation mIoU and pixel accuracy through the evaluation's scoring (``Segmenter``)."""
-    from robustbench_seg.data.cityscapes_c import read_rgb
-
+    """Validation mIoU and pixel accuracy, scored as ``evaluate`` scores (``score_pairs``)."""
     scorer = Segmenter(
         model, preprocessing, info.device, mode=recipe.eval_mode, crop=recipe.eval_crop,
         stride=recipe.eval_stride, batch_size=2, precision=precision,
     )  # fmt: skip
-    conf = torch.zeros((scorer.num_classes,) * 2, dtype=torch.int64, device=info.device)
-    for pair in pairs[info.rank :: info.world_size]:
-        image = read_rgb(pair.image.path)
-        label = torch.from_numpy(load_label(pair, image.shape[:2])).to(info.device)
-        conf += scorer.score(image[None], label[None])[0]
-    runtime.all_reduce_sum(conf, info)
-    c = conf.cpu().numpy()
-    return metrics.mean_iou(c), metrics.pixel_accuracy(c)
+    conf = score_pairs(scorer, pairs, info)
+    return metrics.mean_iou(conf), metrics.pixel_accuracy(conf)
 
 
 # ----------------------------------------------------------------------------- train

@@ -79,7 +79,7 @@ class ModelEntry:
         name: Canonical architecture name, e.g. ``"segformer-b5"`` (no ``.``: that separates
             a weights tag).
         builder: ``"module:function"`` (imported lazily) or a callable; called as
-            ``builder(num_classes=...)``.
+            ``builder(num_classes=..., **builder_kwargs)``.
         preprocessing: Input normalisation the weights were trained with.
         num_classes: Default number of classes (Cityscapes: 19).
         output_stride: Ratio of input size to logits size (logits are at 1/4 resolution).
@@ -87,6 +87,7 @@ class ModelEntry:
         default_weights: Weights tag used by ``weights="default"``: the catalog entry
             ``<name>.<tag>`` (see ``weights.CATALOG``).
         family: ``"segformer"`` or ``"deeplabv3plus"``.
+        builder_kwargs: Fixed builder arguments of this variant, e.g. ``(("variant", "b5"),)``.
     """
 
     name: str
@@ -97,6 +98,7 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     default_weights: str | None = None
     family: str = ""
+    builder_kwargs: tuple[tuple[str, object], ...] = ()
 
     def build(self, num_classes: int | None = None, **kwargs: object) -> nn.Module:
         """Builds the model with random weights."""
@@ -109,7 +111,9 @@ class ModelEntry:
                 raise RobustSegError(f"model {self.name!r} is not available: {exc}") from exc
         assert callable(builder)
         return builder(
-            num_classes=self.num_classes if num_classes is None else num_classes, **kwargs
+            num_classes=self.num_classes if num_classes is None else num_classes,
+            **dict(self.builder_kwargs),
+            **kwargs,
         )
 
 
@@ -166,7 +170,8 @@ def _register_defaults() -> None:
         register_model(
             ModelEntry(
                 name=f"segformer-{v}",
-                builder=_segformer_builder(v),
+                builder="robustbench_seg.models.segformer:segformer",
+                builder_kwargs=(("variant", v),),
                 aliases=(v,),
                 default_weights="cityscapes",
                 family="segformer",
@@ -197,16 +202,6 @@ def _register_defaults() -> None:
             family="deeplabv3plus",
         )
     )
-
-
-def _segformer_builder(variant: str) -> Callable[..., nn.Module]:
-    def build(num_classes: int = 19, drop_path_rate: float | None = None) -> nn.Module:
-        from robustbench_seg.models.segformer import segformer
-
-        return segformer(variant, num_classes=num_classes, drop_path_rate=drop_path_rate)
-
-    build.__name__ = f"segformer_{variant}"
-    return build
 
 
 _register_defaults()
