@@ -32,7 +32,10 @@ BUNDLED = [m for m, _ in DEMO_MODELS]
 def test_bundled_asset_is_registered_fp16_and_checked(name):
     entry = get_model_entry(name)
     info = W.CATALOG[name]
-    assert name == f"{entry.name}.synthetic" and entry.default_weights in ("synthetic", "cityscapes")
+    assert name == f"{entry.name}.synthetic" and entry.default_weights in (
+        "synthetic",
+        "cityscapes",
+    )
     path = Path(info.source)
     assert info.model == entry.name and info.dataset == "synthetic-city"
     assert path.parent == W.ASSETS and path.is_file()

@@ -357,11 +357,16 @@ def test_load_names_architecture_and_weights_apart() -> None:
     r2 = load("b0")
     assert r1.name == "segformer-b0" and r1.weights is None
     assert r1.weights_sha256 == r2.weights_sha256 != a.weights_sha256
-    with pytest.raises(RobustSegError, match="names its weights .'synthetic'. and weights='cityscapes'"):
+    with pytest.raises(
+        RobustSegError, match="names its weights .'synthetic'. and weights='cityscapes'"
+    ):
         load("segformer-b0.synthetic", "cityscapes")
     with pytest.raises(RobustSegError, match="are for segformer-b0, not segformer-b1"):
         load("b1", "segformer-b0.synthetic")
-    with pytest.raises(RobustSegError, match="no weights 'segformer-b1.synthetic' in the catalog; segformer-b1 has: cityscapes, imagenet"):
+    with pytest.raises(
+        RobustSegError,
+        match="no weights 'segformer-b1.synthetic' in the catalog; segformer-b1 has: cityscapes, imagenet",
+    ):
         load("segformer-b1.synthetic", "default")
     with pytest.raises(RobustSegError, match="preprocessing and name are for nn.Module models"):
         load("b0", preprocessing=MMSEG_PREPROCESSING)
@@ -394,7 +399,10 @@ def test_imagenet_backbone_formats_map_every_key() -> None:
     assert conv.state_dict.keys() == r50.keys()
     mbv2 = create_model("dlv3p-mbv2").backbone.state_dict()
     mmcls = {f"backbone.{k}": v for k, v in mbv2.items()}
-    mmcls |= {"backbone.conv2.conv.weight": torch.zeros(1280, 320, 1, 1), "head.fc.weight": torch.zeros(1000, 1280)}
+    mmcls |= {
+        "backbone.conv2.conv.weight": torch.zeros(1280, 320, 1, 1),
+        "head.fc.weight": torch.zeros(1000, 1280),
+    }
     conv = convert_checkpoint(mmcls)
     assert conv.source_format == "mmcls-mobilenetv2" and conv.encoder_only
     assert conv.state_dict.keys() == mbv2.keys()
