@@ -205,7 +205,12 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
 @click.option("--no-clean", is_flag=True, help="Skip the clean cell.")
 @click.option("--limit", type=int, default=None, help="Only the first N images (sorted).")
 @click.option(
-    "--inference", type=click.Choice(["slide", "whole"]), default="slide", show_default=True
+    "--inference",
+    type=click.Choice(["auto", "slide", "whole"]),
+    default="auto",
+    show_default=True,
+    help="auto: the whole image when it fits in --crop, else sliding windows (slide, "
+    "mmseg's slide_inference); whole: the whole image always.",
 )
 @click.option("--crop", type=int, default=1024, show_default=True, help="Sliding-window size.")
 @click.option("--stride", type=int, default=768, show_default=True, help="Sliding-window step.")
@@ -222,14 +227,18 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
     "--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Corruption seed (on the fly)."
+    "--seed",
+    type=int,
+    default=None,
+    help="Corruption seed for on-the-fly corruption. Default: 0 (a --cityscapes-c tree brings "
+    "its own; another value is refused).",
 )
 @click.option(
     "--backend",
     type=click.Choice(["fast", "reference"]),
-    default="fast",
-    show_default=True,
-    help="Corruption backend (on the fly).",
+    default=None,
+    help="Corruption backend for on-the-fly corruption. Default: fast (a --cityscapes-c tree "
+    "brings its own; another value is refused).",
 )
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Run directory, e.g. runs/b5."

@@ -11,12 +11,28 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux ``/proc``), else by setting it back."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``dest`` that replaces ``dest`` when the block succeeds.
 
     ``dest`` either does not exist or holds a complete file: the temporary file
-    (``.<name>.<random><suffix>``) is renamed over it at the end, or removed on any error.
+    (``.<name>.<random><suffix>``) is renamed over it at the end, or removed on any error. The
+    file gets the mode a plain ``open`` would give it (``0o666`` less the umask: 0644 under
+    umask 022), not ``mkstemp``'s private 0600, so shared outputs stay readable.
 
     Args:
         dest: the final path (its folder is created).
@@ -27,6 +43,7 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield Path(tmp)
         os.replace(tmp, dest)

@@ -412,3 +412,80 @@ def test_custom_model_resume_is_refused_with_other_weights(city, tmp_path, contr
     from robustbench_seg.models import load
 
     assert load(f"{contract_model}:build").weights_sha256 != first
+
+
+class _NaNAfterFirst(torch.nn.Module):
+    """Finite logits for the first call, NaN from the second on."""
+
+    num_classes = 19
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 19, 1)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        y = self.conv(x)
+        return y if self.calls == 1 else y * float("nan")
+
+
+def test_no_silent_wrong_number(city, tmp_path):
+    # stride > crop: refused before any work
+    r = CliRunner().invoke(cli, ["evaluate", "--model", "b0", "--weights", "none", "--cityscapes-root", str(city),
+                                 "--crop", "32", "--stride", "48", "--workers", "0", "--out", str(tmp_path / "s")])  # fmt: skip
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "--stride 48 is larger than --crop 32" in r.output and not (tmp_path / "s").exists()
+    # NaN logits stop the run, naming the cell and the image; no cell is written from them
+    with pytest.raises(
+        RobustSegError, match=r"non-finite logits \(NaN or inf\) for clean, aachen/"
+    ):
+        evaluate(_NaNAfterFirst(), cityscapes_root=city, corruptions=None, inference="whole",
+                 batch_size=1, workers=0, progress=False, out=tmp_path / "n")  # fmt: skip
+    assert not list((tmp_path / "n" / "cells").glob("*.npz"))
+
+
+def test_written_files_follow_the_umask(city, tmp_path):
+    old = os.umask(0o022)
+    try:
+        evaluate("b0", weights=None, cityscapes_root=city, corruptions=None, limit=1,
+                 out=tmp_path / "run", **{**FAST, "inference": "whole"})  # fmt: skip
+        files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+        assert (
+            len(files) == 5
+        )  # run.json, results.csv, summary.csv, cells/ and predictions/clean.npz
+        assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+        os.umask(0o077)
+        from robustbench_seg.io import write_atomic
+
+        write_atomic(tmp_path / "private.txt", b"x")
+        assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_options_a_tree_ignores_are_refused(city, tmp_path):
+    generate_cityscapes_c(city, tmp_path / "cc", corruptions="fog", severities="2", seed=5,
+                          workers=1, progress=False)  # fmt: skip
+    kw = dict(cityscapes_root=city, cityscapes_c=tmp_path / "cc", corruptions="fog", severities="2")
+    with pytest.raises(RobustSegError, match="--seed 0 does not apply: .* made with --seed 5"):
+        evaluate("b0", weights=None, seed=0, out=tmp_path / "a", **kw, **FAST)
+    with pytest.raises(RobustSegError, match="--backend reference does not apply"):
+        evaluate("b0", weights=None, backend="reference", out=tmp_path / "b", **kw, **FAST)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    df = evaluate("b0", weights=None, seed=5, limit=1, out=tmp_path / "c", **kw, **FAST)
+    assert json.loads((tmp_path / "c" / "run.json").read_text())["config"]["seed"] == 5
+    assert sorted(df["cell"].unique()) == ["clean", "fog-2"]
+
+
+def test_auto_inference_is_whole_when_the_image_fits_the_crop(city, tmp_path, b0_weights):
+    kw = dict(weights=str(b0_weights), cityscapes_root=city, corruptions=None, batch_size=2,
+              workers=0, progress=False)  # fmt: skip
+    auto_big = evaluate("b0", inference="auto", crop=1024, stride=768, **kw)
+    whole = evaluate("b0", inference="whole", **kw)
+    slide_big = evaluate("b0", inference="slide", crop=1024, stride=768, **kw)
+    pd.testing.assert_frame_equal(auto_big, whole)
+    assert not np.allclose(auto_big["iou"].fillna(-1), slide_big["iou"].fillna(-1))  # padded
+    auto_small = evaluate("b0", inference="auto", crop=48, stride=32, **kw)  # 128x64 > 48
+    slide_small = evaluate("b0", inference="slide", crop=48, stride=32, **kw)
+    pd.testing.assert_frame_equal(auto_small, slide_small)

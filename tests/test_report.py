@@ -4,6 +4,7 @@ figures, index pages, qualitative grid, errors."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import shutil
 from pathlib import Path
@@ -61,7 +62,7 @@ def env(tmp_path_factory):
     runs = tmp / "runs"
     evaluate("b0", weights=str(weights), limit=2, out=runs / "b0", **common)
     torch.manual_seed(1)
-    evaluate(Tiny(), limit=1, out=runs / "tiny", save_predictions=0, **common)
+    evaluate(Tiny(), limit=2, out=runs / "tiny", save_predictions=0, **common)
     shutil.copytree(runs / "b0", runs / "b0_copy")
     paths = [runs / "b0", runs / "tiny", runs / "b0_copy"]
     with pytest.warns(ReportWarning, match="Tiny left out"):
@@ -276,6 +277,17 @@ def test_baseline_with_other_cells_is_one_clear_error(env, tmp_path):
         build_report(env["runs"][:1], tmp_path / "r", baseline=bad, progress=False)
     assert "fog-5" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "r").exists()  # nothing written before the check
+
+
+def test_baseline_over_other_images_is_one_clear_error(env, tmp_path):
+    bad = tmp_path / "other-images"
+    shutil.copytree(env["runs"][1], bad)
+    info = json.loads((bad / "run.json").read_text())
+    info["config"]["images_sha256"] = "0" * 64  # e.g. evaluated with another --limit
+    (bad / "run.json").write_text(json.dumps(info))
+    with pytest.raises(RobustSegError, match="evaluated on other images than run") as err:
+        build_report(env["runs"][:1], tmp_path / "r", baseline=bad, progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("kind", ["empty", "missing", "file"])

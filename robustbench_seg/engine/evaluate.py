@@ -103,10 +103,15 @@ def _collate(batch):
 def _check_settings(precision: str, dev: torch.device, inference: str, batch_size: int,
                     crop: int, stride: int, save_predictions: int) -> None:  # fmt: skip
     runtime.check_precision(precision, dev)
-    if inference not in ("slide", "whole"):
-        raise RobustSegError(f"unknown inference mode {inference!r}; use slide or whole")
+    if inference not in ("auto", "slide", "whole"):
+        raise RobustSegError(f"unknown inference mode {inference!r}; use auto, slide or whole")
     if batch_size < 1 or crop < 1 or stride < 1:
         raise RobustSegError("--batch-size, --crop and --stride must be >= 1")
+    if inference != "whole" and stride > crop:
+        raise RobustSegError(
+            f"--stride {stride} is larger than --crop {crop}: pixels between the windows would "
+            "get no prediction; use --stride <= --crop"
+        )
     if save_predictions < 0:
         raise RobustSegError(f"--save-predictions must be >= 0, got {save_predictions}")
 
@@ -124,7 +129,7 @@ def evaluate(
     severities: str | Sequence[int] = "protocol",
     clean: bool = True,
     limit: int | None = None,
-    inference: str = "slide",
+    inference: str = "auto",
     crop: int = 1024,
     stride: int = 768,
     batch_size: int = 2,
@@ -133,8 +138,8 @@ def evaluate(
     precision: str = "fp32",
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
-    seed: int = 0,
-    backend: str = "fast",
+    seed: int | None = None,
+    backend: str | None = None,
     save_predictions: int = DEFAULT_SAVED_PREDICTIONS,
     progress: bool = True,
 ):
@@ -155,7 +160,8 @@ def evaluate(
         corruptions, severities: as ``make-cityscapes-c`` (``benchmark``, ``protocol``).
         clean: also evaluate the clean images.
         limit: only the first N images (sorted).
-        inference: ``slide`` (crop/stride windows) or ``whole``.
+        inference: ``auto`` (whole images that fit in the crop, sliding windows otherwise),
+            ``slide`` (crop/stride windows) or ``whole``.
         crop, stride: sliding-window size and step.
         batch_size: windows (slide) or images (whole) per forward pass.
         workers: DataLoader worker processes that read and corrupt (default: min(4, cores)).
@@ -163,7 +169,8 @@ def evaluate(
         precision: ``fp32``, ``fp16``, ``bf16`` (autocast; fp16 needs CUDA).
         out: run directory (resumable); None keeps everything in a temporary folder.
         overwrite: start afresh when ``out`` holds a run of another configuration.
-        seed, backend: corruption seed and backend for on-the-fly corruption.
+        seed, backend: corruption seed and backend for on-the-fly corruption (default 0 and
+            ``fast``); a ``cityscapes_c`` tree brings its own, and other values are refused.
         save_predictions: keep the predicted maps of the first N images of every cell in
             ``out/predictions/`` (what ``report --qualitative`` shows; 0: none).
         progress: show a progress bar.
@@ -185,7 +192,16 @@ def evaluate(
     protocol = make_protocol(corruptions, severities) if corruptions else None
     if cityscapes_c is not None:
         meta = tree_settings(cityscapes_c)
+        for option, given, made in (("--seed", seed, int(meta["seed"])),
+                                    ("--backend", backend, str(meta["backend"]))):  # fmt: skip
+            if given is not None and given != made:
+                raise RobustSegError(
+                    f"{option} {given} does not apply: {cityscapes_c} was made with {option} "
+                    f"{made}, and its images are used as they are; drop {option}"
+                )
         seed, backend = int(meta["seed"]), str(meta["backend"])
+    seed = 0 if seed is None else int(seed)
+    backend = "fast" if backend is None else backend
     info = runtime.init_distributed(device)
     dev, rank, world = info.device, info.rank, info.world_size
 
@@ -244,7 +260,7 @@ def evaluate(
     loader = runtime.data_loader(
         _Items(views, len(my_pairs)), workers=workers, collate_fn=_collate, shuffle=False,
         prefetch_factor=4,
-        batch_size=batch_size if inference == "whole" else 1,
+        batch_size=batch_size if inference == "whole" else 1,  # auto may slide: one at a time
     )  # fmt: skip
     n_saved = min(save_predictions, len(pairs))
 
@@ -281,8 +297,9 @@ def evaluate(
                 for (k, _shape), group in groups.items():
                     images = np.stack([g[1] for g in group])
                     labels = torch.from_numpy(np.stack([g[2] for g in group])).to(dev)
-                    conf, pred = segmenter.score(images, labels)
                     cell = todo[k]
+                    first = pairs[rank + group[0][0] * world].image_id
+                    conf, pred = segmenter.score(images, labels, what=f"{cell.name}, {first}")
                     cell.conf += conf
                     cell.seen += len(group)
                     for (i, _, _), p in zip(group, pred, strict=True):

@@ -72,6 +72,11 @@ def sliding_windows(
     (ch, cw), (sh, sw) = _pair(crop), _pair(stride)
     if min(ch, cw, sh, sw) <= 0:
         raise RobustSegError(f"crop and stride must be positive, got crop={crop} stride={stride}")
+    if sh > ch or sw > cw:  # windows would leave pixels no window covers
+        raise RobustSegError(
+            f"stride {stride} is larger than crop {crop}: pixels between the windows would get no "
+            "prediction; use a stride <= the crop"
+        )
     rows = max(height - ch + sh - 1, 0) // sh + 1
     cols = max(width - cw + sw - 1, 0) // sw + 1
     boxes = []

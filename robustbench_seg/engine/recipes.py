@@ -245,6 +245,12 @@ def validate_recipe(r: Recipe) -> None:
         (r.lr > 0, f"lr must be > 0, got {r.lr}"),
         (0 < r.ratio_range[0] <= r.ratio_range[1], f"bad ratio_range {r.ratio_range}"),
         (r.eval_mode in ("whole", "slide"), f"eval_mode must be whole or slide: {r.eval_mode!r}"),
+        (
+            r.eval_mode != "slide"
+            or all(s <= c for s, c in zip(r.eval_stride, r.eval_crop, strict=True)),
+            f"eval_stride {r.eval_stride} is larger than eval_crop {r.eval_crop}: pixels between "
+            "the windows would get no prediction",
+        ),
         (r.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {r.checkpoint_every}"),
         (r.eval_every >= 0, f"eval_every must be >= 0, got {r.eval_every}"),
         (

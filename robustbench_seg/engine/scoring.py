@@ -56,7 +56,8 @@ class Segmenter:
         preprocessing: Its contract.
         device: Where it runs.
         num_outputs: Channels the module returns (default: ``module.num_classes``).
-        mode: ``"whole"`` or ``"slide"`` (see ``predict_logits``).
+        mode: ``"whole"``, ``"slide"`` (see ``predict_logits``) or ``"auto"``: whole-image
+            inference for an image that fits in the crop, sliding windows otherwise.
         crop: Sliding-window size.
         stride: Sliding-window step.
         batch_size: Windows (slide) or images (whole) per forward pass.
@@ -87,31 +88,54 @@ class Segmenter:
             mode=mode, crop=crop, stride=stride, batch_size=batch_size, precision=precision
         )
 
-    def logits(self, images: np.ndarray, out_size: Sequence[int]) -> torch.Tensor:
-        """Float32 logits ``(N, num_classes, *out_size)`` of uint8 RGB images ``(N, H, W, 3)``."""
+    def logits(
+        self, images: np.ndarray, out_size: Sequence[int], what: str = "a batch"
+    ) -> torch.Tensor:
+        """Float32 logits ``(N, num_classes, *out_size)`` of uint8 RGB images ``(N, H, W, 3)``.
+
+        Raises:
+            RobustSegError: The model returned NaN or infinite logits (named by ``what``).
+        """
         x = preprocess(images, self.preprocessing, self.device)
         if self.preprocessing.input_size is not None:
             x = F.interpolate(
                 x, size=tuple(self.preprocessing.input_size), mode="bilinear",
                 align_corners=False, antialias=True,
             )  # fmt: skip
-        return predict_logits(self.net, x, out_size=tuple(out_size), **self.settings)  # type: ignore[arg-type]
+        settings = dict(self.settings)
+        if settings["mode"] == "auto":
+            ch, cw = (
+                (settings["crop"],) * 2 if isinstance(settings["crop"], int) else settings["crop"]
+            )
+            settings["mode"] = "whole" if x.shape[-2] <= ch and x.shape[-1] <= cw else "slide"
+        out = predict_logits(self.net, x, out_size=tuple(out_size), **settings)  # type: ignore[arg-type]
+        if not bool(torch.isfinite(out).all()):
+            raise RobustSegError(
+                f"the model returned non-finite logits (NaN or inf) for {what}; no number is "
+                "computed from them (check the weights, or use --precision fp32)"
+            )
+        return out
 
-    def predict(self, images: np.ndarray, out_size: Sequence[int]) -> torch.Tensor:
+    def predict(
+        self, images: np.ndarray, out_size: Sequence[int], what: str = "a batch"
+    ) -> torch.Tensor:
         """Predicted trainIds ``(N, *out_size)`` (int64, on the device)."""
-        return self.logits(images, out_size).argmax(1)
+        return self.logits(images, out_size, what).argmax(1)
 
-    def score(self, images: np.ndarray, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(
+        self, images: np.ndarray, labels: torch.Tensor, what: str = "a batch"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Confusion matrix (int64, rows ground truth) and predictions of a batch.
 
         Args:
             images: ``(N, H, W, 3)`` uint8 RGB.
             labels: ``(N, h, w)`` trainIds on the device (255: ignored).
+            what: Names the batch in errors (cell and image).
 
         Returns:
             ``(confusion (K, K), predictions (N, h, w))``.
         """
-        pred = self.predict(images, labels.shape[-2:])
+        pred = self.predict(images, labels.shape[-2:], what)
         return metrics.confusion_matrix_torch(labels, pred, self.num_classes), pred
 
 
@@ -130,5 +154,5 @@ def score_pairs(
     for pair in list(pairs)[info.rank :: info.world_size]:
         image = read_rgb(pair.image.path)
         label = torch.from_numpy(load_label(pair, image.shape[:2])).to(segmenter.device)
-        conf += segmenter.score(image[None], label[None])[0]
+        conf += segmenter.score(image[None], label[None], what=pair.image_id)[0]
     return runtime.all_reduce_sum(conf, info).cpu().numpy()

@@ -270,15 +270,35 @@ def _protocol_note(run: Run) -> str | None:
     return f"{run.name}: {' and '.join(parts)}." if parts else None
 
 
+def _check_same_images(run: Run, baseline: Run) -> None:
+    """CD compares errors image set against image set: both runs must have seen the same images."""
+    keys = ("split", "num_images", "images_sha256")
+    a = {k: run.config.get(k) for k in keys}
+    b = {k: baseline.config.get(k) for k in keys}
+    if None in a.values() or None in b.values():
+        raise RobustSegError(
+            f"cannot tell which images {run.path if None in a.values() else baseline.path} was "
+            "evaluated on (its run.json lacks split/num_images/images_sha256); mCD needs runs "
+            "over the same images"
+        )
+    if a != b:
+        raise RobustSegError(
+            f"baseline {baseline.path} was evaluated on other images than run {run.path} "
+            f"({b['num_images']} vs {a['num_images']} images of {b['split']}/{a['split']}, image "
+            "lists differ); mCD needs runs over the same images"
+        )
+
+
 def corruption_degradation_table(runs: Sequence[Run], baseline: Run) -> dict[str, dict[str, float]]:
     """CD per corruption (%) of each run against ``baseline``, keyed by run name then corruption.
 
     Raises:
-        RobustSegError: A run whose corruption cells differ from the baseline's.
+        RobustSegError: A run whose corruption cells or images differ from the baseline's.
     """
     base = baseline.cells
     out: dict[str, dict[str, float]] = {}
     for run in runs:
+        _check_same_images(run, baseline)
         mine, theirs = run.corruption_cells(), baseline.corruption_cells()
         if mine != theirs:
             only_run = sorted(f"{c}-{s}" for c, s in mine - theirs)
