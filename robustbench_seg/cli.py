@@ -13,8 +13,9 @@ from robustbench_seg.errors import USER_ERRORS
 
 
 def _progress() -> bool:
-    """Progress bars on an interactive terminal, unless ROBUSTSEG_NO_PROGRESS is set."""
-    return sys.stderr.isatty() and not os.environ.get("ROBUSTSEG_NO_PROGRESS")
+    """Progress unless ROBUSTSEG_NO_PROGRESS is set: a bar on a terminal, else a line at most
+    every 30 s (ROBUSTSEG_PROGRESS_INTERVAL) and a summary line (robustbench_seg.progress)."""
+    return not os.environ.get("ROBUSTSEG_NO_PROGRESS")
 
 
 def _user_errors(fn):

@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,3 +84,148 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- output folders
+
+MARKER = ".robustseg.json"  # {"kind": ...}: which kind of job made the folder
+LOCK = ".robustseg.lock"  # the PID of the process writing the folder
+
+
+class DirLock:
+    """The lock a writing job holds on its output folder; :meth:`release` removes it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def release(self) -> None:
+        """Removes the lock file if this process still holds it."""
+        try:
+            if self.path.read_text().strip() == str(os.getpid()):
+                self.path.unlink()
+        except OSError:
+            pass
+
+    def __enter__(self) -> DirLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_holder(folder: Path) -> int | None:
+    """The PID of a live process (not this one) holding ``folder``'s lock, else ``None``."""
+    try:
+        pid = int((folder / LOCK).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid and pid != os.getpid() and _alive(pid) else None
+
+
+def _check_lock(folder: Path) -> None:
+    pid = _lock_holder(folder)
+    if pid is not None:
+        from robustbench_seg.errors import RobustSegError
+
+        raise RobustSegError(
+            f"{folder} is being written by process {pid} (another robustseg run); wait for it to "
+            "finish or choose another folder"
+        )
+
+
+def _take_lock(folder: Path) -> DirLock:
+    lock = folder / LOCK
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            _check_lock(folder)
+            lock.unlink(missing_ok=True)  # stale: the process that held it is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return DirLock(lock)
+    from robustbench_seg.errors import RobustSegError
+
+    raise RobustSegError(f"cannot lock {folder} ({lock} keeps reappearing)")
+
+
+def check_dir(
+    folder: str | os.PathLike,
+    kind: str,
+    *,
+    recognise: Callable[[Path], bool] | None = None,
+    option: str = "--out",
+) -> None:
+    """The checks of :func:`claim_dir`, writing nothing (to refuse before any other work)."""
+    from robustbench_seg.errors import RobustSegError
+
+    folder = Path(folder)
+    marker = folder / MARKER
+    if folder.exists() and not folder.is_dir():
+        raise RobustSegError(f"{option} {folder} exists and is not a directory")
+    if marker.is_file():
+        try:
+            made_by = json.loads(marker.read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            made_by = None
+        if made_by != kind:
+            raise RobustSegError(
+                f"{option} {folder} holds the output of robustseg {made_by or '(unreadable)'}, "
+                f"not of {kind}; choose another folder"
+            )
+    _check_lock(folder)
+    if not marker.is_file() and folder.is_dir():
+        entries = sorted(p.name for p in folder.iterdir() if p.name != LOCK)
+        if entries and not (recognise is not None and recognise(folder)):
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise RobustSegError(
+                f"{option} {folder} is not empty ({shown}) and was not made by robustseg "
+                f"{kind}; choose a new or empty folder (nothing was changed)"
+            )
+
+
+def claim_dir(
+    folder: str | os.PathLike,
+    kind: str,
+    *,
+    recognise: Callable[[Path], bool] | None = None,
+    option: str = "--out",
+) -> DirLock:
+    """Claims an output folder for a job of ``kind`` and locks it.
+
+    The folder may be missing or empty (it is created and marked), marked by a job of the same
+    kind, or, for folders made before markers existed, recognised by ``recognise``. Anything
+    else is refused before any work, so that no file of the user's is replaced. A folder locked
+    by a live process is refused with its PID; a lock whose process is gone is taken over.
+
+    Args:
+        folder: The output folder.
+        kind: The kind of job (``"evaluate"``, ``"cityscapes-c"``, ...).
+        recognise: Tells an unmarked folder of this kind from a foreign one.
+        option: The option that named the folder (for the messages).
+
+    Returns:
+        The lock; release it when the job ends (also on failure).
+
+    Raises:
+        RobustSegError: A file, a folder of another kind, a foreign non-empty folder, or a
+            folder in use.
+    """
+    folder = Path(folder)
+    check_dir(folder, kind, recognise=recognise, option=option)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = _take_lock(folder)
+    if not (folder / MARKER).is_file():
+        write_json_atomic(folder / MARKER, {"kind": kind, "made_by": "robustseg"})
+    return lock

@@ -27,11 +27,12 @@ from robustbench_seg import metrics
 from robustbench_seg.data.cityscapes import CLASS_NAMES
 from robustbench_seg.data.cityscapes_c import CLEAN
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import atomic_path, write_json_atomic
+from robustbench_seg.io import DirLock, atomic_path, claim_dir, write_json_atomic
 
 __all__ = [
     "RESULTS_COLUMNS",
     "RUN_JSON",
+    "claim_run_dir",
     "format_summary",
     "load_cell",
     "load_predictions",
@@ -69,6 +70,14 @@ def read_run_info(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 def write_run_info(run_dir: str | os.PathLike, info: Mapping[str, Any]) -> None:
     """Writes ``run.json`` atomically."""
     write_json_atomic(Path(run_dir) / RUN_JSON, dict(info))
+
+
+def claim_run_dir(run_dir: str | os.PathLike) -> DirLock:
+    """Claims and locks a run directory (``io.claim_dir``): missing, empty, or an evaluate run
+    (marked, or with a ``run.json`` of ours from before markers); anything else is refused."""
+    return claim_dir(
+        run_dir, "evaluate", recognise=lambda p: "config_hash" in (read_run_info(p) or {})
+    )
 
 
 def prepare_run_dir(run_dir: str | os.PathLike, config_hash: str, *, overwrite: bool) -> None:

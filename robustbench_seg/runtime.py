@@ -188,13 +188,21 @@ def worker_start_method() -> str:
     Not ``fork``: a forked child inherits OpenCV's (and OpenMP's) thread pools in a broken
     state, and ``cv2.setNumThreads`` there deadlocks when the parent had used them.
     """
-    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    if "forkserver" not in mp.get_all_start_methods():
+        return "spawn"
+    # The forkserver ends with this process, and its children with it (procs.die_with_parent).
+    mp.set_forkserver_preload(["__main__", "robustbench_seg._forkserver_preload"])
+    return "forkserver"
 
 
 def worker_init(_: int = 0) -> None:
-    """Start of every loader worker: one OpenCV and one torch thread (the workers are many)."""
+    """Start of every loader worker: one OpenCV and one torch thread (the workers are many), and
+    an end with its parent."""
     import cv2
 
+    from robustbench_seg.procs import die_with_parent
+
+    die_with_parent()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 

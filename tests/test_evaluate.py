@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -451,9 +452,11 @@ def test_written_files_follow_the_umask(city, tmp_path):
         evaluate("b0", weights=None, cityscapes_root=city, corruptions=None, limit=1,
                  out=tmp_path / "run", **{**FAST, "inference": "whole"})  # fmt: skip
         files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
-        assert (
-            len(files) == 5
-        )  # run.json, results.csv, summary.csv, cells/ and predictions/clean.npz
+        # run.json, results.csv, summary.csv, cells/ and predictions/clean.npz, the folder's
+        # marker; the lock is gone once the run ends
+        assert sorted(p.name for p in files) == [
+            ".robustseg.json", "clean.npz", "clean.npz", "results.csv", "run.json", "summary.csv"
+        ]  # fmt: skip
         assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
         os.umask(0o077)
         from robustbench_seg.io import write_atomic
@@ -489,3 +492,101 @@ def test_auto_inference_is_whole_when_the_image_fits_the_crop(city, tmp_path, b0
     auto_small = evaluate("b0", inference="auto", crop=48, stride=32, **kw)  # 128x64 > 48
     slide_small = evaluate("b0", inference="slide", crop=48, stride=32, **kw)
     pd.testing.assert_frame_equal(auto_small, slide_small)
+
+
+def _session_pids(sid: int) -> set[int]:
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # field 6 of stat: the session id
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_of_the_main_process_leaves_no_worker(city, tmp_path, b0_weights):
+    args = _eval_args(city, b0_weights, tmp_path / "run", "benchmark", "1,2,3")
+    args[args.index("--workers") + 1] = "2"
+    proc = _cli(args, env={"OMP_NUM_THREADS": "1"}, start_new_session=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not list((tmp_path / "run" / "cells").glob("*.npz")):
+            time.sleep(0.05)
+        children = _session_pids(proc.pid) - {proc.pid}
+        assert len(children) >= 3, children  # forkserver, resource tracker, 2 loader workers
+        os.kill(proc.pid, signal.SIGKILL)  # the main process only, as a scheduler's kill would
+        proc.wait()
+        deadline = time.time() + 5
+        while time.time() < deadline and _session_pids(proc.pid):
+            time.sleep(0.1)
+        assert _session_pids(proc.pid) == set()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_output_folders_are_owned_and_locked(city, tmp_path, b0_weights):
+    kw = dict(weights=str(b0_weights), cityscapes_root=city, corruptions=None, limit=1, **FAST)
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "results.csv").write_text("my own numbers\n")
+    with pytest.raises(
+        RobustSegError,
+        match=r"mine is not empty \(results.csv\) and was not made by robustseg evaluate",
+    ):
+        evaluate("b0", out=user, **kw)
+    assert [p.name for p in user.iterdir()] == ["results.csv"]
+    assert (user / "results.csv").read_text() == "my own numbers\n"
+    # a folder of another kind of job
+    generate_cityscapes_c(city, tmp_path / "cc", corruptions="fog", severities="1", workers=1,
+                          progress=False)  # fmt: skip
+    with pytest.raises(
+        RobustSegError, match="holds the output of robustseg cityscapes-c, not of evaluate"
+    ):
+        evaluate("b0", out=tmp_path / "cc", **kw)
+    # a live process holding the lock: refused with its PID; a dead one's lock is taken over
+    run = tmp_path / "run"
+    evaluate("b0", out=run, **kw)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / ".robustseg.lock").write_text(str(sleeper.pid))
+        with pytest.raises(RobustSegError, match=f"being written by process {sleeper.pid}"):
+            evaluate("b0", out=run, **kw)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    evaluate("b0", out=run, **kw)  # the holder is gone: stale lock taken over
+    assert not (run / ".robustseg.lock").exists()
+    # make-cityscapes-c over a user's manifest.csv
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.csv").write_text("path\n")
+    with pytest.raises(RobustSegError, match="was not made by robustseg cityscapes-c"):
+        generate_cityscapes_c(
+            city, other, corruptions="fog", severities="1", workers=1, progress=False
+        )
+    assert (other / "manifest.csv").read_text() == "path\n" and len(list(other.iterdir())) == 1
+
+
+def test_two_evaluate_processes_into_one_folder(city, tmp_path, b0_weights):
+    out = tmp_path / "run"
+    first = _cli(_eval_args(city, b0_weights, out, "benchmark", "1,2,3"), start_new_session=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / ".robustseg.lock").exists():
+            time.sleep(0.05)
+        second = _cli(_eval_args(city, b0_weights, out, "benchmark", "1,2,3"),
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"being written by process {first.pid}" in err
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()

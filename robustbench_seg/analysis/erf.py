@@ -6,7 +6,7 @@ import csv
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from robustbench_seg.models.registry import (
     get_model_entry,
     split_name,
 )
+from robustbench_seg.progress import progress_iter
 from robustbench_seg.runtime import resolve_device
 
 __all__ = [
@@ -571,15 +572,6 @@ def _build(model: str | nn.Module, weights: str | None, seed: int) -> nn.Module:
     return net
 
 
-def _progress(items: list, desc: str, enabled: bool) -> Iterator:
-    if not enabled:
-        yield from items
-        return
-    from tqdm import tqdm
-
-    yield from tqdm(items, desc=desc, unit="img", leave=False)
-
-
 def compute_erf(
     models: Sequence[str | nn.Module] | str | nn.Module,
     *,
@@ -651,7 +643,8 @@ def compute_erf(
         flags = [(p, p.requires_grad) for p in net.parameters()]
         try:
             net.to(device).eval().requires_grad_(False)
-            for _, path in _progress(images, label, progress):
+            for _, path in progress_iter(images, len(images), f"erf {label}", unit="img",
+                                         enabled=progress):  # fmt: skip
                 x = preprocess(_load_image(path, hw), pre, device)
                 grads = erf_gradients(net, x)
                 for j, stage in enumerate(STAGES):

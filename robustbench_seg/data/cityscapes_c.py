@@ -29,7 +29,14 @@ from corruptions.registry import BACKENDS
 from robustbench_seg.data.cityscapes import CityscapesImage, list_images, load_label, resolve_root
 from robustbench_seg.data.png import check_png, write_png_atomic
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import atomic_path, package_versions, sha256_file, write_json_atomic
+from robustbench_seg.io import (
+    atomic_path,
+    check_dir,
+    claim_dir,
+    package_versions,
+    sha256_file,
+    write_json_atomic,
+)
 
 MANIFEST = "manifest.csv"
 JOURNAL_GLOB = ".manifest.journal.*.csv"  # one per writing process, appended per file
@@ -174,6 +181,13 @@ def _one_thread() -> None:
     cv2.setNumThreads(1)
 
 
+def _pool_worker() -> None:
+    from robustbench_seg.procs import die_with_parent
+
+    die_with_parent()
+    _one_thread()
+
+
 def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, list[dict], int, str | None]]:
     if workers <= 1:
         _one_thread()
@@ -183,7 +197,7 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, list[dict],
     from robustbench_seg.runtime import worker_start_method
 
     ctx = mp.get_context(worker_start_method())
-    with ctx.Pool(workers, initializer=_one_thread) as pool:
+    with ctx.Pool(workers, initializer=_pool_worker) as pool:
         yield from pool.imap_unordered(_process_image, jobs, chunksize=1)
 
 
@@ -220,6 +234,14 @@ def _check_metadata(out: Path, seed: int, backend: str, split: str) -> dict | No
                 "use a new --out (nothing was changed)"
             )
     return meta
+
+
+def _is_tree(out: Path) -> bool:
+    """A Cityscapes-C tree of ours from before output folders were marked."""
+    try:
+        return json.loads((out / METADATA).read_text()).get("dataset") == "cityscapes-c"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _remove_stale_tmp(out: Path) -> None:
@@ -323,95 +345,102 @@ def generate_cityscapes_c(
     if not images:
         raise RobustSegError("no readable images left to corrupt")
 
-    previous_meta = _check_metadata(out, seed, backend, split)
-    variants = protocol.variants()
-    known = load_manifest(out) if out.exists() else {}
-
-    # Disk space: estimate what is still to be written.
-    pixels = sum(h * w for h, w in shapes) / max(len(shapes), 1)
-    rel_paths = {
-        im.image_id: [variant_path(out, c, s, im).relative_to(out).as_posix() for c, s in variants]
-        for im in images
-    }
-    todo_files = sum(p not in known for paths in rel_paths.values() for p in paths)
-    need = int(todo_files * pixels * 3 * EST_PNG_RATIO)
-    free = _free_bytes(out)
-    if need > free:
-        raise RobustSegError(
-            f"not enough disk space in {out}: about {need / 1e9:.1f} GB needed, "
-            f"{free / 1e9:.1f} GB free"
-        )
-
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(out)
-    meta = {
-        "dataset": "cityscapes-c",
-        "cityscapes_root": str(root.resolve()),
-        "split": split,
-        "seed": seed,
-        "backend": backend,
-        "protocol": protocol.to_dict(),
-        "seeding": "SeedSequence([seed, blake2b64(image_id), corruption_index, severity])",
-        "labels": "not copied: each <corruption>/<severity>/gtFine links to cityscapes_root/gtFine",
-        "versions": package_versions(_VERSIONED),
-        "images": [im.rel_path for im in images],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if previous_meta:  # a re-run may add corruptions, severities or images: keep the union
-        prev_sev = previous_meta.get("protocol", {}).get("severities", {})
-        merged = {k: sorted(set(v) | set(meta["protocol"]["severities"].get(k, [])))
-                  for k, v in prev_sev.items()}  # fmt: skip
-        for k, v in meta["protocol"]["severities"].items():
-            merged.setdefault(k, v)
-        if merged != meta["protocol"]["severities"]:
-            meta["protocol"] = {"name": "custom", "severities": merged}
-        meta["images"] = sorted(set(previous_meta.get("images", [])) | set(meta["images"]))
-        meta["created"] = previous_meta.get("created", meta["created"])
-        meta["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json_atomic(out / METADATA, meta)
-    _link_labels(out, root, protocol)
-
-    summary = GenerationSummary(out=out, images=len(images), variants=len(variants))
-    summary.failed.extend(bad)
-    jobs = []
-    for image in images:
-        paths = rel_paths[image.image_id]
-        jobs.append(_Job(image, tuple(variants), {p: known[p]["sha256"] for p in paths if p in known},
-                         out, seed, backend))  # fmt: skip
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(jobs), unit="img", disable=not progress, desc="cityscapes-c",
-               dynamic_ncols=True)  # fmt: skip
-    error: str | None = None
+    check_dir(out, "cityscapes-c", recognise=_is_tree)  # before anything is read from it
+    lock = None
     try:
-        for image_id, rows, skipped, err in _run_jobs(jobs, min(workers, len(jobs))):
-            for row in rows:
-                known[row["path"]] = row
-                summary.bytes_written += int(row["bytes"])
-            summary.written += len(rows)
-            summary.skipped += skipped
-            if err is not None:
-                summary.failed.append((image_id, err))
-                if not skip_bad:
-                    error = err
-                    break
-            bar.update(1)
-            bar.set_postfix(written=summary.written, skipped=summary.skipped, refresh=False)
-            if on_image is not None:
-                on_image(image_id)
-    finally:
-        bar.close()
-        known.update(load_manifest(out))  # rows journaled by workers of an interrupted pool
-        _write_manifest(out, known)
-        for journal in out.glob(JOURNAL_GLOB):
-            journal.unlink()
-    if error is not None:
-        raise RobustSegError(f"{error} (use --skip-bad to go on without it)")
-    if summary.failed:
-        meta["failed"] = [{"image": i, "error": e} for i, e in summary.failed]
+        previous_meta = _check_metadata(out, seed, backend, split)
+        variants = protocol.variants()
+        known = load_manifest(out) if out.exists() else {}
+
+        # Disk space: estimate what is still to be written.
+        pixels = sum(h * w for h, w in shapes) / max(len(shapes), 1)
+        rel_paths = {
+            im.image_id: [
+                variant_path(out, c, s, im).relative_to(out).as_posix() for c, s in variants
+            ]
+            for im in images
+        }
+        todo_files = sum(p not in known for paths in rel_paths.values() for p in paths)
+        need = int(todo_files * pixels * 3 * EST_PNG_RATIO)
+        free = _free_bytes(out)
+        if need > free:
+            raise RobustSegError(
+                f"not enough disk space in {out}: about {need / 1e9:.1f} GB needed, "
+                f"{free / 1e9:.1f} GB free"
+            )
+
+        lock = claim_dir(out, "cityscapes-c", recognise=_is_tree)
+        _remove_stale_tmp(out)
+        meta = {
+            "dataset": "cityscapes-c",
+            "cityscapes_root": str(root.resolve()),
+            "split": split,
+            "seed": seed,
+            "backend": backend,
+            "protocol": protocol.to_dict(),
+            "seeding": "SeedSequence([seed, blake2b64(image_id), corruption_index, severity])",
+            "labels": "not copied: each <corruption>/<severity>/gtFine links to cityscapes_root/gtFine",
+            "versions": package_versions(_VERSIONED),
+            "images": [im.rel_path for im in images],
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if previous_meta:  # a re-run may add corruptions, severities or images: keep the union
+            prev_sev = previous_meta.get("protocol", {}).get("severities", {})
+            merged = {k: sorted(set(v) | set(meta["protocol"]["severities"].get(k, [])))
+                      for k, v in prev_sev.items()}  # fmt: skip
+            for k, v in meta["protocol"]["severities"].items():
+                merged.setdefault(k, v)
+            if merged != meta["protocol"]["severities"]:
+                meta["protocol"] = {"name": "custom", "severities": merged}
+            meta["images"] = sorted(set(previous_meta.get("images", [])) | set(meta["images"]))
+            meta["created"] = previous_meta.get("created", meta["created"])
+            meta["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_json_atomic(out / METADATA, meta)
-    summary.seconds = time.perf_counter() - t0
+        _link_labels(out, root, protocol)
+
+        summary = GenerationSummary(out=out, images=len(images), variants=len(variants))
+        summary.failed.extend(bad)
+        jobs = []
+        for image in images:
+            paths = rel_paths[image.image_id]
+            jobs.append(_Job(image, tuple(variants), {p: known[p]["sha256"] for p in paths if p in known},
+                             out, seed, backend))  # fmt: skip
+
+        from robustbench_seg.progress import Progress
+
+        bar = Progress(len(jobs), "cityscapes-c", unit="img", enabled=progress)
+        error: str | None = None
+        try:
+            for image_id, rows, skipped, err in _run_jobs(jobs, min(workers, len(jobs))):
+                for row in rows:
+                    known[row["path"]] = row
+                    summary.bytes_written += int(row["bytes"])
+                summary.written += len(rows)
+                summary.skipped += skipped
+                if err is not None:
+                    summary.failed.append((image_id, err))
+                    if not skip_bad:
+                        error = err
+                        break
+                bar.update(1)
+                bar.set_postfix(written=summary.written, skipped=summary.skipped, refresh=False)
+                if on_image is not None:
+                    on_image(image_id)
+        finally:
+            bar.close()
+            known.update(load_manifest(out))  # rows journaled by workers of an interrupted pool
+            _write_manifest(out, known)
+            for journal in out.glob(JOURNAL_GLOB):
+                journal.unlink()
+        if error is not None:
+            raise RobustSegError(f"{error} (use --skip-bad to go on without it)")
+        if summary.failed:
+            meta["failed"] = [{"image": i, "error": e} for i, e in summary.failed]
+            write_json_atomic(out / METADATA, meta)
+        summary.seconds = time.perf_counter() - t0
+    finally:
+        if lock is not None:
+            lock.release()
     return summary
 
 

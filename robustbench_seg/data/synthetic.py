@@ -1530,11 +1530,9 @@ def make_synthetic_city(
             else:
                 jobs.append(_Job(out, split, index, seed, size))
 
-    from tqdm.auto import tqdm
+    from robustbench_seg.progress import Progress
 
-    bar = tqdm(
-        total=len(jobs), unit="img", disable=not progress, desc="synthetic-city", dynamic_ncols=True
-    )
+    bar = Progress(len(jobs), "synthetic-city", unit="img", enabled=progress)
     try:
         for n_bytes in _run_jobs(jobs, min(workers, max(len(jobs), 1))):
             summary.written += 1

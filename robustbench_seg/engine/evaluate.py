@@ -31,6 +31,7 @@ from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import package_versions
 from robustbench_seg.models.loader import is_custom_spec, load
 from robustbench_seg.models.registry import get_model_entry
+from robustbench_seg.progress import Progress
 
 __all__ = ["DEFAULT_SAVED_PREDICTIONS", "EvalConfig", "evaluate"]
 
@@ -231,100 +232,103 @@ def evaluate(
         tmpdir = tempfile.TemporaryDirectory(prefix="robustseg-run-")
         out = tmpdir.name
     run_dir = Path(out)
-    if rank == 0:
-        runs.prepare_run_dir(run_dir, digest, overwrite=overwrite)
-        runs.write_run_info(run_dir, {
-            "config": config.__dict__, "config_hash": digest, "settings": {
-                "batch_size": batch_size, "workers": workers, "device": str(dev), "world_size": world,
-                "save_predictions": save_predictions,
-            }, "versions": package_versions(_VERSIONED), "device": torch.cuda.get_device_name(dev)
-            if dev.type == "cuda" else platform.processor() or platform.machine(),
-            "started": t_start.isoformat(timespec="seconds"), "finished": None,
-        })  # fmt: skip
-    runtime.barrier(info)
-
-    cells = [_Cell(cell_name(c, s), c, s) for c, s in cell_specs]
-    finished: dict[str, tuple[np.ndarray, int]] = {}
-    for cell in cells:
-        done = runs.load_cell(run_dir, cell.name, digest)
-        if done is not None and done[1] == len(pairs):
-            cell.done = True
-            finished[cell.name] = done
-    todo = [c for c in cells if not c.done]
-    for cell in todo:
-        cell.conf = torch.zeros((loaded.num_classes,) * 2, dtype=torch.int64, device=dev)
-
-    my_pairs = pairs[rank::world]
-    views = [CellView(my_pairs, c.corruption, c.severity, cityscapes_c=cityscapes_c, seed=seed,
-                      backend=backend) for c in todo]  # fmt: skip
-    loader = runtime.data_loader(
-        _Items(views, len(my_pairs)), workers=workers, collate_fn=_collate, shuffle=False,
-        prefetch_factor=4,
-        batch_size=batch_size if inference == "whole" else 1,  # auto may slide: one at a time
-    )  # fmt: skip
-    n_saved = min(save_predictions, len(pairs))
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(todo) * len(pairs), unit="img", disable=not progress or rank != 0,
-               desc=loaded.name, dynamic_ncols=True)  # fmt: skip
-    next_final = 0
-
-    def finalize(cell: _Cell) -> None:
-        conf = runtime.all_reduce_sum(cell.conf, info)
-        images = runtime.all_reduce_sum(torch.tensor(cell.seen, device=dev), info)
-        saved = cell.saved
-        if world > 1 and n_saved:
-            gathered: list = [None] * world
-            torch.distributed.all_gather_object(gathered, saved)
-            saved = [s for part in gathered for s in part]
-        arr = conf.cpu().numpy()
-        if rank == 0:
-            if n_saved:
-                saved.sort(key=lambda s: s[0])
-                runs.save_predictions(run_dir, cell.name, [pairs[i].image_id for i, _ in saved],
-                                      [p for _, p in saved], digest)  # fmt: skip
-            runs.save_cell(run_dir, cell.name, arr, int(images), digest)
-        finished[cell.name] = (arr, int(images))
-        cell.done, cell.saved = True, []
-
+    lock = runs.claim_run_dir(run_dir) if rank == 0 else None
     try:
-        with torch.inference_mode():
-            for batch in loader:
-                groups: dict[tuple, list] = {}
-                for k, i, image, label in batch:
-                    groups.setdefault((k, image.shape), []).append((i, image, label))
-                for (k, _shape), group in groups.items():
-                    images = np.stack([g[1] for g in group])
-                    labels = torch.from_numpy(np.stack([g[2] for g in group])).to(dev)
-                    cell = todo[k]
-                    first = pairs[rank + group[0][0] * world].image_id
-                    conf, pred = segmenter.score(images, labels, what=f"{cell.name}, {first}")
-                    cell.conf += conf
-                    cell.seen += len(group)
-                    for (i, _, _), p in zip(group, pred, strict=True):
-                        j = rank + i * world  # the image's index in the whole split
-                        if j < n_saved:
-                            cell.saved.append((j, p.to(torch.uint8).cpu().numpy()))
-                    bar.update(len(group) * world)
-                    bar.set_postfix_str(cell.name, refresh=False)
-                while next_final < len(todo) and todo[next_final].seen == len(my_pairs):
-                    finalize(todo[next_final])
-                    next_final += 1
-        while next_final < len(todo):  # a rank with no images still joins every all-reduce
-            finalize(todo[next_final])
-            next_final += 1
-    finally:
-        bar.close()
+        if rank == 0:
+            runs.prepare_run_dir(run_dir, digest, overwrite=overwrite)
+            runs.write_run_info(run_dir, {
+                "config": config.__dict__, "config_hash": digest, "settings": {
+                    "batch_size": batch_size, "workers": workers, "device": str(dev), "world_size": world,
+                    "save_predictions": save_predictions,
+                }, "versions": package_versions(_VERSIONED), "device": torch.cuda.get_device_name(dev)
+                if dev.type == "cuda" else platform.processor() or platform.machine(),
+                "started": t_start.isoformat(timespec="seconds"), "finished": None,
+            })  # fmt: skip
+        runtime.barrier(info)
 
-    ordered = {c.name: finished[c.name] for c in cells}
-    results = runs.results_frame(loaded.name, ordered)
-    if rank == 0:
-        runs.write_tables(run_dir, results)
-        run_info = runs.read_run_info(run_dir) or {}
-        run_info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        run_info["seconds"] = time.time() - t_start.timestamp()
-        runs.write_run_info(run_dir, run_info)
+        cells = [_Cell(cell_name(c, s), c, s) for c, s in cell_specs]
+        finished: dict[str, tuple[np.ndarray, int]] = {}
+        for cell in cells:
+            done = runs.load_cell(run_dir, cell.name, digest)
+            if done is not None and done[1] == len(pairs):
+                cell.done = True
+                finished[cell.name] = done
+        todo = [c for c in cells if not c.done]
+        for cell in todo:
+            cell.conf = torch.zeros((loaded.num_classes,) * 2, dtype=torch.int64, device=dev)
+
+        my_pairs = pairs[rank::world]
+        views = [CellView(my_pairs, c.corruption, c.severity, cityscapes_c=cityscapes_c, seed=seed,
+                          backend=backend) for c in todo]  # fmt: skip
+        loader = runtime.data_loader(
+            _Items(views, len(my_pairs)), workers=workers, collate_fn=_collate, shuffle=False,
+            prefetch_factor=4,
+            batch_size=batch_size if inference == "whole" else 1,  # auto may slide: one at a time
+        )  # fmt: skip
+        n_saved = min(save_predictions, len(pairs))
+
+        bar = Progress(len(todo) * len(pairs), f"evaluate {loaded.name}", unit="img",
+                       enabled=progress and rank == 0)  # fmt: skip
+        next_final = 0
+
+        def finalize(cell: _Cell) -> None:
+            conf = runtime.all_reduce_sum(cell.conf, info)
+            images = runtime.all_reduce_sum(torch.tensor(cell.seen, device=dev), info)
+            saved = cell.saved
+            if world > 1 and n_saved:
+                gathered: list = [None] * world
+                torch.distributed.all_gather_object(gathered, saved)
+                saved = [s for part in gathered for s in part]
+            arr = conf.cpu().numpy()
+            if rank == 0:
+                if n_saved:
+                    saved.sort(key=lambda s: s[0])
+                    runs.save_predictions(run_dir, cell.name, [pairs[i].image_id for i, _ in saved],
+                                          [p for _, p in saved], digest)  # fmt: skip
+                runs.save_cell(run_dir, cell.name, arr, int(images), digest)
+            finished[cell.name] = (arr, int(images))
+            cell.done, cell.saved = True, []
+
+        try:
+            with torch.inference_mode():
+                for batch in loader:
+                    groups: dict[tuple, list] = {}
+                    for k, i, image, label in batch:
+                        groups.setdefault((k, image.shape), []).append((i, image, label))
+                    for (k, _shape), group in groups.items():
+                        images = np.stack([g[1] for g in group])
+                        labels = torch.from_numpy(np.stack([g[2] for g in group])).to(dev)
+                        cell = todo[k]
+                        first = pairs[rank + group[0][0] * world].image_id
+                        conf, pred = segmenter.score(images, labels, what=f"{cell.name}, {first}")
+                        cell.conf += conf
+                        cell.seen += len(group)
+                        for (i, _, _), p in zip(group, pred, strict=True):
+                            j = rank + i * world  # the image's index in the whole split
+                            if j < n_saved:
+                                cell.saved.append((j, p.to(torch.uint8).cpu().numpy()))
+                        bar.update(len(group) * world)
+                        bar.set_postfix_str(cell.name, refresh=False)
+                    while next_final < len(todo) and todo[next_final].seen == len(my_pairs):
+                        finalize(todo[next_final])
+                        next_final += 1
+            while next_final < len(todo):  # a rank with no images still joins every all-reduce
+                finalize(todo[next_final])
+                next_final += 1
+        finally:
+            bar.close()
+
+        ordered = {c.name: finished[c.name] for c in cells}
+        results = runs.results_frame(loaded.name, ordered)
+        if rank == 0:
+            runs.write_tables(run_dir, results)
+            run_info = runs.read_run_info(run_dir) or {}
+            run_info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            run_info["seconds"] = time.time() - t_start.timestamp()
+            runs.write_run_info(run_dir, run_info)
+    finally:
+        if lock is not None:
+            lock.release()
     if tmpdir is not None:
         tmpdir.cleanup()
     return results

@@ -741,12 +741,12 @@ def _validate_and_keep_best(
 def _progress_bar(
     progress: bool, info: runtime.DistInfo, total: int, initial: int, name: str
 ) -> Any:
-    """A tqdm bar on rank 0 when ``progress`` is set, else ``None``."""
+    """Progress on rank 0 when ``progress`` is set (a bar, or lines off a terminal), else ``None``."""
     if not (progress and info.is_main):
         return None
-    from tqdm.auto import tqdm
+    from robustbench_seg.progress import Progress
 
-    return tqdm(total=total, initial=initial, desc=f"train {name}", unit="it", dynamic_ncols=True)
+    return Progress(total, f"train {name}", unit="it", initial=initial)
 
 
 def _show_progress(bar: Any, loss: float, lr: float, val_miou: float) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.progress import Progress
 from robustbench_seg.report import figures, tables
 
 __all__ = ["ReportResult", "ReportWarning", "build_report"]
@@ -115,8 +116,6 @@ def build_report(
         RobustSegError: A path that is not a run directory, an unknown reference, a baseline
             that covers other cells, or bad qualitative settings.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RobustSegError(f"--out {out} exists and is not a directory")
@@ -193,9 +192,7 @@ def build_report(
 
     colors = figures.model_colors([r.name for r in shown])
     steps = 1 + len(shown) + (1 if qualitative else 0)
-    with tqdm(
-        total=steps, desc="report", unit="fig", disable=not progress, dynamic_ncols=True
-    ) as bar:
+    with Progress(steps, "report", unit="fig", enabled=progress) as bar:
         result.figures += figures.plot_severity_curves(
             shown, out / "figures/severity_curves", colors
         )
