@@ -86,8 +86,9 @@ def corruptions_cmd() -> None:
     default=None,
     help="Write a contact sheet of IMAGE under all 16 Cityscapes-C corruptions.",
 )
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @_user_errors
-def corrupt_cmd(image, corruption, severity, seed, backend, output, sheet) -> None:
+def corrupt_cmd(image, corruption, severity, seed, backend, output, sheet, overwrite) -> None:
     """Corrupt one IMAGE, or render a contact sheet of all 16 benchmark corruptions."""
     from robustbench_seg.corrupt_tools import contact_sheet, corrupt_file
 
@@ -96,10 +97,12 @@ def corrupt_cmd(image, corruption, severity, seed, backend, output, sheet) -> No
     if output is not None:
         if corruption is None:
             raise click.UsageError("-o needs --corruption NAME")
-        corrupt_file(image, corruption, severity, output, seed=seed, backend=backend)
+        corrupt_file(
+            image, corruption, severity, output, seed=seed, backend=backend, overwrite=overwrite
+        )
         click.echo(f"wrote {output}")
     if sheet is not None:
-        contact_sheet(image, severity, sheet, seed=seed, backend=backend)
+        contact_sheet(image, severity, sheet, seed=seed, backend=backend, overwrite=overwrite)
         click.echo(f"wrote {sheet}")
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import package_versions, write_json_atomic
+from robustbench_seg.io import check_dir, claim_dir, package_versions, write_json_atomic
 
 __all__ = ["DEMO_MODELS", "DemoResult", "run_demo"]
 
@@ -54,16 +54,10 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise RobustSegError(f"--out {out} exists and is not a directory")
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in _DEMO_ENTRIES)
-        if foreign and not (out / DEMO_JSON).is_file():
-            raise RobustSegError(
-                f"--out {out} is not empty and holds no earlier demo ({', '.join(foreign[:3])}"
-                f"{', ...' if len(foreign) > 3 else ''}); choose a new folder"
-            )
+def _is_demo(out: Path) -> bool:
+    """An earlier demo folder from before output folders were marked: its demo.json and only
+    what a demo writes."""
+    return (out / DEMO_JSON).is_file() and all(p.name in _DEMO_ENTRIES for p in out.iterdir())
 
 
 def run_demo(
@@ -116,7 +110,7 @@ def run_demo(
     if h < 32 or w < 32:
         raise RobustSegError(f"--size must be at least 32x32, got {w}x{h}")
     out = Path(out)
-    _check_out(out)
+    check_dir(out, "demo", recognise=_is_demo)
     say = echo or (lambda _line: None)
     workers = workers or os.cpu_count() or 1
     start = time.perf_counter()
@@ -134,6 +128,7 @@ def run_demo(
         work = tmp.name
     work = Path(work)
     city, city_c = work / "synthetic-city", work / "synthetic-city-c"
+    lock = None
     try:
         with timed("synthetic"):
             make_synthetic_city(
@@ -150,7 +145,7 @@ def run_demo(
             f"({timings['cityscapes_c']:.1f} s)"
         )
 
-        out.mkdir(parents=True, exist_ok=True)
+        lock = claim_dir(out, "demo", recognise=_is_demo)
         runs = [out / "runs" / name for _, name in DEMO_MODELS]
         with timed("evaluate"):
             for (model, _), run in zip(DEMO_MODELS, runs, strict=True):
@@ -178,11 +173,13 @@ def run_demo(
                 runs, out, baseline=runs[-1], reference="none",
                 qualitative=min(qualitative, images), cityscapes_root=city, erf=out / "erf",
                 title=f"robustseg demo: {images} synthetic city images under the Cityscapes-C "
-                "protocol", progress=progress,
+                "protocol", progress=progress, owned=True,
             )  # fmt: skip
         timings["total"] = time.perf_counter() - start
         say(f"report ({timings['report']:.1f} s)")
     finally:
+        if lock is not None:
+            lock.release()
         if tmp is not None:
             tmp.cleanup()
 

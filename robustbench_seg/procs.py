@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import signal
 import sys
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "worker_start_method"]
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -28,3 +29,16 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         return
     if os.getppid() != parent:  # the parent ended before the request was in place
         os.kill(os.getpid(), sig)
+
+
+def worker_start_method() -> str:
+    """``forkserver`` where available, else ``spawn``: workers start from a clean process.
+
+    Not ``fork``: a forked child inherits OpenCV's (and OpenMP's) thread pools in a broken
+    state, and ``cv2.setNumThreads`` there deadlocks when the parent had used them.
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return "spawn"
+    # The forkserver ends with this process, and its children with it (procs.die_with_parent).
+    mp.set_forkserver_preload(["__main__", "robustbench_seg._forkserver_preload"])
+    return "forkserver"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing as mp
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.procs import worker_start_method
 
 __all__ = [
     "PRECISIONS",
@@ -180,19 +180,6 @@ def config_hash(config: Mapping[str, Any]) -> str:
 def default_workers() -> int:
     """DataLoader workers when none are asked for: ``min(4, cores)``."""
     return min(4, os.cpu_count() or 1)
-
-
-def worker_start_method() -> str:
-    """``forkserver`` where available, else ``spawn``: workers start from a clean process.
-
-    Not ``fork``: a forked child inherits OpenCV's (and OpenMP's) thread pools in a broken
-    state, and ``cv2.setNumThreads`` there deadlocks when the parent had used them.
-    """
-    if "forkserver" not in mp.get_all_start_methods():
-        return "spawn"
-    # The forkserver ends with this process, and its children with it (procs.die_with_parent).
-    mp.set_forkserver_preload(["__main__", "robustbench_seg._forkserver_preload"])
-    return "forkserver"
 
 
 def worker_init(_: int = 0) -> None:

@@ -135,7 +135,7 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
     r = CliRunner().invoke(cli, ["demo", "--out", str(out)])
-    assert r.exit_code == 2 and "holds no earlier demo" in r.output
+    assert r.exit_code == 2 and "was not made by robustseg demo" in r.output
     assert [p.name for p in out.iterdir()] == ["thesis.tex"]
 
 

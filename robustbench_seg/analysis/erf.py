@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import atomic_path
+from robustbench_seg.io import atomic_path, check_dir, claim_dir
 from robustbench_seg.models.loader import load
 from robustbench_seg.models.registry import (
     MMSEG_PREPROCESSING,
@@ -572,6 +572,11 @@ def _build(model: str | nn.Module, weights: str | None, seed: int) -> nn.Module:
     return net
 
 
+def _is_erf(folder: Path) -> bool:
+    """An earlier ``robustseg erf`` output from before output folders were marked."""
+    return (folder / FILE_NAMES["npz"]).is_file() and (folder / FILE_NAMES["csv"]).is_file()
+
+
 def compute_erf(
     models: Sequence[str | nn.Module] | str | nn.Module,
     *,
@@ -633,8 +638,8 @@ def compute_erf(
         seed=seed,
     )
     folder = None if out is None else Path(out).expanduser()
-    if folder is not None and folder.exists() and not folder.is_dir():
-        raise RobustSegError(f"--out {folder} exists and is not a directory")
+    if folder is not None:
+        check_dir(folder, "erf", recognise=_is_erf)
     device = device if isinstance(device, torch.device) else resolve_device(device)
     maps = np.zeros((len(specs), len(STAGES), *hw), np.float64)
     for i, (label, model, w, pre) in enumerate(specs):
@@ -666,10 +671,11 @@ def compute_erf(
         stats=_stats_rows(labels, STAGES, maps32, len(images)),
     )
     if folder is not None:
-        files = {kind: folder / name for kind, name in FILE_NAMES.items()}
-        _write_npz(files["npz"], result)
-        _write_csv(files["csv"], result.stats)
-        render_erf_grid(result, [files["png"], files["pdf"]], decades=decades)
+        with claim_dir(folder, "erf", recognise=_is_erf):
+            files = {kind: folder / name for kind, name in FILE_NAMES.items()}
+            _write_npz(files["npz"], result)
+            _write_csv(files["csv"], result.stats)
+            render_erf_grid(result, [files["png"], files["pdf"]], decades=decades)
         result.files = files
     result.seconds = time.perf_counter() - start
     return result

@@ -194,7 +194,7 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, list[dict],
         for job in jobs:
             yield _process_image(job)
         return
-    from robustbench_seg.runtime import worker_start_method
+    from robustbench_seg.procs import worker_start_method
 
     ctx = mp.get_context(worker_start_method())
     with ctx.Pool(workers, initializer=_pool_worker) as pool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -1403,6 +1402,9 @@ def _run_job(job: _Job) -> int:
 
 
 def _worker_init() -> None:
+    from robustbench_seg.procs import die_with_parent
+
+    die_with_parent()
     cv2.setNumThreads(1)  # parallelism is across images
 
 
@@ -1415,7 +1417,10 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[int]:
         finally:
             cv2.setNumThreads(threads)
         return
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    from robustbench_seg.procs import worker_start_method
+
+    # Not fork: a forked child deadlocks in cv2.setNumThreads when the parent used OpenCV.
+    ctx = mp.get_context(worker_start_method())
     with ctx.Pool(workers, initializer=_worker_init) as pool:
         yield from pool.imap_unordered(_run_job, jobs, chunksize=1)
 

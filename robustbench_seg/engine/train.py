@@ -40,6 +40,7 @@ from robustbench_seg.data.transforms import augment, pad_to, rescaled_size
 from robustbench_seg.engine.checkpoint import (
     BEST,
     CHECKPOINT,
+    CONFIG,
     CURVES,
     LOG,
     WEIGHTS,
@@ -55,6 +56,7 @@ from robustbench_seg.engine.checkpoint import (
 from robustbench_seg.engine.recipes import Recipe, get_recipe, lr_at, validate_recipe
 from robustbench_seg.engine.scoring import Segmenter, score_pairs
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import DirLock, check_dir, claim_dir
 from robustbench_seg.models.heads import FCNHead
 from robustbench_seg.models.layers import DropPath
 from robustbench_seg.models.loader import load
@@ -462,6 +464,7 @@ class _Run:
     config: dict[str, Any]
     config_hash: str
     ckpt: dict[str, Any] | None
+    lock: DirLock | None = None  # held by rank 0 while it writes the directory
 
 
 def _open_run(
@@ -481,6 +484,8 @@ def _open_run(
             run in a directory that holds one.
     """
     out_dir = Path(out).expanduser()
+    if info.is_main:
+        check_dir(out_dir, "train", recognise=_is_train_run)
     config = _config(model_name, init, seed, precision, recipe)
     config_hash = runtime.config_hash(config)
     ckpt: dict[str, Any] | None = None
@@ -491,9 +496,16 @@ def _open_run(
             f"{out_dir} already holds a run ({CHECKPOINT}); pass --resume or another --out"
         )
     runtime.barrier(info)
+    lock = None
     if info.is_main:
+        lock = claim_dir(out_dir, "train", recognise=_is_train_run)
         write_config(out_dir, config, config_hash, recipe)
-    return _Run(out_dir, config, config_hash, ckpt)
+    return _Run(out_dir, config, config_hash, ckpt, lock)
+
+
+def _is_train_run(folder: Path) -> bool:
+    """A training run of ours from before output folders were marked."""
+    return (folder / CONFIG).is_file() and (folder / CHECKPOINT).is_file()
 
 
 @dataclass
@@ -875,6 +887,8 @@ def train(
         _save(run, parts, entry.name, stop, info)
     divergence = _rank_divergence(parts.net, info)
     curves = plot_curves(log_path, run.out / CURVES) if info.is_main else None
+    if run.lock is not None:
+        run.lock.release()
     runtime.barrier(info)
     runtime.shutdown(info)
     return TrainResult(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import check_dir, claim_dir
 from robustbench_seg.progress import Progress
 from robustbench_seg.report import figures, tables
 
@@ -86,6 +87,7 @@ def build_report(
     erf: str | Path | None = None,
     title: str = "Robustness report (Cityscapes-C)",
     progress: bool = True,
+    owned: bool = False,
 ) -> ReportResult:
     """Render a paper-style report of one or more run directories.
 
@@ -108,6 +110,8 @@ def build_report(
             grid and statistics become the report's ERF section.
         title: The pages' heading.
         progress: Show a progress bar.
+        owned: The caller owns and locks ``out`` (``robustseg demo``); else ``out`` must be
+            missing, empty or an earlier report (``io.claim_dir``), and is locked meanwhile.
 
     Returns:
         The files written and the warnings.
@@ -117,8 +121,8 @@ def build_report(
             that covers other cells, or bad qualitative settings.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RobustSegError(f"--out {out} exists and is not a directory")
+    if not owned:
+        check_dir(out, "report", recognise=_is_report)
     if qualitative < 0:
         raise RobustSegError(f"--qualitative must be >= 0, got {qualitative}")
     conditions = figures.parse_conditions(qualitative_corruptions) if qualitative else []
@@ -146,7 +150,22 @@ def build_report(
         base = next(r for r in loaded if r.path.resolve() == Path(baseline).resolve())
     t5 = tables.table5(run_list, ref, base)  # raises on a baseline with other cells
 
-    out.mkdir(parents=True, exist_ok=True)
+    lock = None if owned else claim_dir(out, "report", recognise=_is_report)
+    try:
+        return _write_report(out, run_list, loaded, base, in_runs, t5, ref, qualitative,
+                             conditions, cityscapes_root, erf_dir, title, progress)  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _is_report(out: Path) -> bool:
+    """An earlier report from before output folders were marked."""
+    return (out / "index.md").is_file() and (out / "tables" / "table5.csv").is_file()
+
+
+def _write_report(out, run_list, loaded, base, in_runs, t5, ref, qualitative, conditions,
+                  cityscapes_root, erf_dir, title, progress) -> ReportResult:  # fmt: skip
     for sub, patterns in _OWN_FILES.items():
         (out / sub).mkdir(exist_ok=True)
         for pattern in patterns:  # files of an earlier report that this one may not rewrite
