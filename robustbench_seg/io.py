@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from robustbench_seg.errors import RobustSegError
+
 
 def current_umask() -> int:
     """The process's umask, read without changing it (Linux ``/proc``), else by setting it back."""
@@ -135,8 +137,6 @@ def _lock_holder(folder: Path) -> int | None:
 def _check_lock(folder: Path) -> None:
     pid = _lock_holder(folder)
     if pid is not None:
-        from robustbench_seg.errors import RobustSegError
-
         raise RobustSegError(
             f"{folder} is being written by process {pid} (another robustseg run); wait for it to "
             "finish or choose another folder"
@@ -155,8 +155,6 @@ def _take_lock(folder: Path) -> DirLock:
         with os.fdopen(fd, "w") as fh:
             fh.write(str(os.getpid()))
         return DirLock(lock)
-    from robustbench_seg.errors import RobustSegError
-
     raise RobustSegError(f"cannot lock {folder} ({lock} keeps reappearing)")
 
 
@@ -168,8 +166,6 @@ def check_dir(
     option: str = "--out",
 ) -> None:
     """The checks of :func:`claim_dir`, writing nothing (to refuse before any other work)."""
-    from robustbench_seg.errors import RobustSegError
-
     folder = Path(folder)
     marker = folder / MARKER
     if folder.exists() and not folder.is_dir():

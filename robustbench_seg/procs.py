@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-__all__ = ["die_with_parent", "worker_start_method"]
+__all__ = ["die_with_parent", "pool_worker_init", "worker_start_method"]
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -42,3 +42,12 @@ def worker_start_method() -> str:
     # The forkserver ends with this process, and its children with it (procs.die_with_parent).
     mp.set_forkserver_preload(["__main__", "robustbench_seg._forkserver_preload"])
     return "forkserver"
+
+
+def pool_worker_init() -> None:
+    """Start of a pool worker (make-cityscapes-c, make-synthetic-city): it ends with its parent
+    and uses one OpenCV thread (the parallelism is across images)."""
+    import cv2
+
+    die_with_parent()
+    cv2.setNumThreads(1)

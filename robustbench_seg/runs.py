@@ -156,16 +156,18 @@ def save_predictions(
 
 
 def load_predictions(
-    run_dir: str | os.PathLike, cell: str
+    run_dir: str | os.PathLike, cell: str, config_hash: str | None = None
 ) -> tuple[list[str], list[np.ndarray]] | None:
     """The saved predictions of a cell: ``(image_ids, maps)``, or ``None`` if none were saved.
 
-    Only predictions of the run's current configuration (``run.json``) are returned.
+    Only predictions of the run's current configuration are returned: ``config_hash``, by
+    default the one in ``run.json`` (pass it when reading many cells of one run).
     """
-    info = read_run_info(run_dir) or {}
+    if config_hash is None:
+        config_hash = (read_run_info(run_dir) or {}).get("config_hash")
     try:
         with np.load(Path(run_dir) / PREDICTIONS / f"{cell}.npz") as z:
-            if str(z["config"]) != info.get("config_hash"):
+            if str(z["config"]) != config_hash:
                 return None
             ids = [str(i) for i in z["image_ids"]]
             return ids, [z[f"p{i}"] for i in range(len(ids))]

@@ -185,12 +185,9 @@ def default_workers() -> int:
 def worker_init(_: int = 0) -> None:
     """Start of every loader worker: one OpenCV and one torch thread (the workers are many), and
     an end with its parent."""
-    import cv2
+    from robustbench_seg.procs import pool_worker_init
 
-    from robustbench_seg.procs import die_with_parent
-
-    die_with_parent()
-    cv2.setNumThreads(1)
+    pool_worker_init()
     torch.set_num_threads(1)
 
 

@@ -181,23 +181,16 @@ def _one_thread() -> None:
     cv2.setNumThreads(1)
 
 
-def _pool_worker() -> None:
-    from robustbench_seg.procs import die_with_parent
-
-    die_with_parent()
-    _one_thread()
-
-
 def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, list[dict], int, str | None]]:
     if workers <= 1:
         _one_thread()
         for job in jobs:
             yield _process_image(job)
         return
-    from robustbench_seg.procs import worker_start_method
+    from robustbench_seg.procs import pool_worker_init, worker_start_method
 
     ctx = mp.get_context(worker_start_method())
-    with ctx.Pool(workers, initializer=_pool_worker) as pool:
+    with ctx.Pool(workers, initializer=pool_worker_init) as pool:
         yield from pool.imap_unordered(_process_image, jobs, chunksize=1)
 
 

@@ -1401,13 +1401,6 @@ def _run_job(job: _Job) -> int:
     return n_label + n_image
 
 
-def _worker_init() -> None:
-    from robustbench_seg.procs import die_with_parent
-
-    die_with_parent()
-    cv2.setNumThreads(1)  # parallelism is across images
-
-
 def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[int]:
     if workers <= 1:
         threads = cv2.getNumThreads()
@@ -1417,11 +1410,11 @@ def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[int]:
         finally:
             cv2.setNumThreads(threads)
         return
-    from robustbench_seg.procs import worker_start_method
+    from robustbench_seg.procs import pool_worker_init, worker_start_method
 
     # Not fork: a forked child deadlocks in cv2.setNumThreads when the parent used OpenCV.
     ctx = mp.get_context(worker_start_method())
-    with ctx.Pool(workers, initializer=_worker_init) as pool:
+    with ctx.Pool(workers, initializer=pool_worker_init) as pool:
         yield from pool.imap_unordered(_run_job, jobs, chunksize=1)
 
 

@@ -16,7 +16,7 @@ from corruptions.registry import BENCHMARK, CORRUPTIONS, get_corruption
 from robustbench_seg.data.cityscapes import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.report.tables import CATEGORY_ORDER, Run, class_iou_frame
-from robustbench_seg.runs import load_predictions
+from robustbench_seg.runs import load_predictions, read_run_info
 
 __all__ = [
     "DEFAULT_QUALITATIVE",
@@ -247,8 +247,9 @@ def _saved_predictions(
 ) -> tuple[dict[str, list[np.ndarray]] | None, str | None]:
     """A run's saved maps of ``ids`` for every cell, or why it has none."""
     out = {}
+    config_hash = (read_run_info(run.path) or {}).get("config_hash")
     for cell in cells:
-        saved = load_predictions(run.path, cell)
+        saved = load_predictions(run.path, cell, config_hash)
         if saved is None:
             return None, (
                 f"qualitative grid: {run.name} left out: no saved predictions for {cell} in "
