@@ -95,7 +95,9 @@ FROST_PARAMS: tuple[tuple[float, float], ...] = (
     (0.65, 0.7),
     (0.6, 0.75),
 )
-# imagecorruptions' bundled frost textures, in its order (the index is drawn uniformly).
+# imagecorruptions' frost textures, in its order (the index is drawn uniformly). Shipped in
+# corruptions/frost/ (byte-identical copies, with imagecorruptions' LICENSE and NOTICE), so that
+# the fast backend needs no imagecorruptions, which pulls a second OpenCV wheel.
 FROST_FILES: tuple[str, ...] = (
     "frost1.png",
     "frost2.png",
@@ -109,11 +111,11 @@ FROST_FILES: tuple[str, ...] = (
 @functools.lru_cache(maxsize=len(FROST_FILES))
 def _frost_texture(index: int) -> np.ndarray:
     """Frost texture ``index`` as decoded by cv2 (BGR uint8), read-only."""
-    ref = importlib.resources.files("imagecorruptions") / "frost" / FROST_FILES[index]
+    ref = importlib.resources.files("corruptions") / "frost" / FROST_FILES[index]
     with importlib.resources.as_file(ref) as path:
         tex = cv2.imread(str(path))
     if tex is None:
-        raise FileNotFoundError(f"cannot read imagecorruptions frost texture {ref}")
+        raise FileNotFoundError(f"cannot read frost texture {ref}")
     tex.setflags(write=False)
     return tex
 
