@@ -225,3 +225,33 @@ def claim_dir(
     if not (folder / MARKER).is_file():
         write_json_atomic(folder / MARKER, {"kind": kind, "made_by": "robustseg"})
     return lock
+
+
+# ----------------------------------------------------------------------------- figures
+
+# What matplotlib would stamp with the time of writing (PDF ``CreationDate``, SVG ``Date``):
+# left out, so that the same figure gives the same bytes (the committed demo output stays
+# unchanged when the demo is run again). PNG carries no date. SVG element ids are salted with a
+# random UUID unless ``svg.hashsalt`` is set: a fixed salt.
+_NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
+_FIXED_RC = {"svg.hashsalt": "robustseg"}
+
+
+def save_figure(fig: object, dest: str | os.PathLike, **kwargs: object) -> Path:
+    """Saves a matplotlib figure atomically, in the format of ``dest``'s extension, undated.
+
+    Args:
+        fig: A ``matplotlib.figure.Figure``.
+        dest: The file (``.png``, ``.pdf``, ``.svg``, ...).
+        **kwargs: Passed to ``savefig`` (``dpi``, ``bbox_inches``, ...).
+
+    Returns:
+        ``dest`` as a ``Path``.
+    """
+    import matplotlib
+
+    dest = Path(dest)
+    fmt = dest.suffix[1:].lower()
+    with atomic_path(dest, suffix=dest.suffix) as tmp, matplotlib.rc_context(_FIXED_RC):
+        fig.savefig(tmp, format=fmt, metadata=_NO_DATE.get(fmt), **kwargs)
+    return dest

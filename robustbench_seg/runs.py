@@ -3,7 +3,10 @@ read by ``report``).
 
 A run directory holds:
 
-- ``run.json``: the configuration, its hash, versions, device, start and end times;
+- ``run.json``: the configuration, its hash, settings, versions and device;
+- ``timing.json``: when the run started and finished, and its seconds: the one file that differs
+  when the same configuration is run again on the same machine (``run.json``'s timing keys,
+  kept apart so that a committed run, such as the demo's, stays byte-identical);
 - ``cells/<cell>.npz``: per cell the confusion matrix (int64, rows ground truth), the image
   count and the configuration hash, each written atomically when the cell is complete;
 - ``predictions/<cell>.npz``: the predicted trainIds (uint8) of the first images of the cell
@@ -32,6 +35,7 @@ from robustbench_seg.io import DirLock, atomic_path, claim_dir, write_json_atomi
 __all__ = [
     "RESULTS_COLUMNS",
     "RUN_JSON",
+    "TIMING_JSON",
     "claim_run_dir",
     "format_summary",
     "load_cell",
@@ -48,6 +52,8 @@ __all__ = [
 ]
 
 RUN_JSON = "run.json"
+TIMING_JSON = "timing.json"
+TIMING_KEYS = ("started", "finished", "seconds")  # run info stored in TIMING_JSON
 CELLS = "cells"
 PREDICTIONS = "predictions"
 RESULTS = "results.csv"
@@ -58,18 +64,32 @@ RESULTS_COLUMNS = ("model", "cell", "corruption", "category", "severity", "class
 # ----------------------------------------------------------------------------- run.json
 
 
-def read_run_info(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """``run.json`` as a dict; ``None`` when it is missing or unreadable."""
+def _read_json_dict(path: Path) -> dict[str, Any] | None:
     try:
-        info = json.loads((Path(run_dir) / RUN_JSON).read_text())
+        info = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
 
 
+def read_run_info(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``run.json`` as a dict, with the timing keys of ``timing.json``; ``None`` when
+    ``run.json`` is missing or unreadable."""
+    info = _read_json_dict(Path(run_dir) / RUN_JSON)
+    if info is not None:
+        timing = _read_json_dict(Path(run_dir) / TIMING_JSON) or {}
+        info.update((k, timing[k]) for k in TIMING_KEYS if k in timing)
+    return info
+
+
 def write_run_info(run_dir: str | os.PathLike, info: Mapping[str, Any]) -> None:
-    """Writes ``run.json`` atomically."""
-    write_json_atomic(Path(run_dir) / RUN_JSON, dict(info))
+    """Writes ``run.json`` atomically; its timing keys (``started``, ``finished``,
+    ``seconds``) go to ``timing.json``."""
+    info = dict(info)
+    timing = {k: info.pop(k) for k in TIMING_KEYS if k in info}
+    write_json_atomic(Path(run_dir) / RUN_JSON, info)
+    if timing:
+        write_json_atomic(Path(run_dir) / TIMING_JSON, timing)
 
 
 def claim_run_dir(run_dir: str | os.PathLike) -> DirLock:

@@ -78,11 +78,11 @@ def test_run_directory_and_numbers(city, tmp_path, b0_weights):
     assert cells == ["clean", "fog-1", "fog-2", "gaussian_noise-1", "gaussian_noise-2"]
     assert len(df) == 5 * 19 and set(df["images"]) == {3}
     run = json.loads((out / "run.json").read_text())
-    assert (
-        run["config"]["model"] == "segformer-b0"
-        and run["finished"]
-        and len(run["config_hash"]) == 16
-    )
+    assert run["config"]["model"] == "segformer-b0" and len(run["config_hash"]) == 16
+    # When and how long: in timing.json, so that run.json is the same on every run.
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["started"] <= timing["finished"] and timing["seconds"] > 0
+    assert not {"started", "finished", "seconds"} & set(run)
     assert run["config"]["weights_sha256"] and run["config"]["num_images"] == 3
     # independent recomputation of the clean cell: whole-image windows, argmax, confusion
     from robustbench_seg.engine.inference import predict_logits, preprocess

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import atomic_path, check_dir, claim_dir
+from robustbench_seg.io import atomic_path, check_dir, claim_dir, save_figure
 from robustbench_seg.models.loader import load
 from robustbench_seg.models.registry import (
     MMSEG_PREPROCESSING,
@@ -501,9 +501,7 @@ def render_erf_grid(
         bar.ax.tick_params(labelsize=7)
         bar.set_label("|grad| / peak", fontsize=8)
     for path in paths:
-        path = Path(path)
-        with atomic_path(path, suffix=path.suffix) as tmp:  # savefig infers from the name
-            fig.savefig(tmp, dpi=150, format=path.suffix[1:], bbox_inches="tight", pad_inches=0.05)
+        save_figure(fig, path, dpi=150, bbox_inches="tight", pad_inches=0.05)
 
 
 # ----------------------------------------------------------------------------- the command

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import atomic_path
+from robustbench_seg.io import atomic_path, save_figure
 
 if TYPE_CHECKING:
     from robustbench_seg.engine.recipes import Recipe
@@ -273,6 +273,5 @@ def plot_curves(log_path: Path, dest: Path) -> Path | None:
         ax2.set_ylabel("val mIoU", color="tab:red")
     ax.set_title(f"{log_path.parent.name}")
     fig.tight_layout()
-    with atomic_path(dest, suffix=".part") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_figure(fig, dest, dpi=100)
     return dest

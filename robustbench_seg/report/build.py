@@ -8,7 +8,6 @@ import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -317,11 +316,12 @@ def _run_line(run: tables.Run) -> str:
 
 def _index_md(result: ReportResult, shown, per_run, cd, qual) -> str:
     t5 = result.table5
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # No date on the page: the same runs give the same report, byte for byte (when the runs
+    # were made is in their timing.json).
     md = [
         f"# {result.title}",
         "",
-        f"Made by `robustseg report` on {now}. mIoU in percent; each corruption column is the mean "
+        "Made by `robustseg report`. mIoU in percent; each corruption column is the mean "
         "over its severities (SegFormer, Xie et al. 2021, Table 5). Tables also as "
         "[LaTeX](tables/table5.tex), [CSV](tables/table5.csv) (full precision) and "
         "[HTML](index.html).",

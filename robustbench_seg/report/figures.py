@@ -15,6 +15,7 @@ from matplotlib.patches import Patch
 from corruptions.registry import BENCHMARK, CORRUPTIONS, get_corruption
 from robustbench_seg.data.cityscapes import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.io import save_figure
 from robustbench_seg.report.tables import CATEGORY_ORDER, Run, class_iou_frame
 from robustbench_seg.runs import load_predictions, read_run_info
 
@@ -146,7 +147,7 @@ def plot_severity_curves(
     )
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for p in paths:
-        fig.savefig(p, dpi=120)
+        save_figure(fig, p, dpi=120)
     return paths
 
 
@@ -185,7 +186,7 @@ def plot_class_iou(run: Run, path: Path) -> Path:
     ax.set_title(f"{run.name}: per-class IoU (%), mean over severities", fontsize=10)
     cax = fig.add_axes((1 - 1.1 / fw, 1.45 / fh, 0.18 / fw, 1 - 1.85 / fh))
     fig.colorbar(im, cax=cax, label="IoU (%)")
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     return path
 
 
@@ -386,5 +387,5 @@ def plot_qualitative(
     ]
     fig.legend(handles=legend, loc="lower center", ncol=7, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.9 / height, 1, 1))
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     return path, warns
