@@ -9,6 +9,7 @@ models' effective receptive fields and renders the report. Minutes on a laptop C
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -20,8 +21,9 @@ from pathlib import Path
 
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import check_dir, claim_dir, package_versions, write_json_atomic
+from robustbench_seg.runs import TIMING_JSON
 
-__all__ = ["DEMO_MODELS", "DemoResult", "run_demo"]
+__all__ = ["DEMO_MODELS", "DemoResult", "default_work", "run_demo"]
 
 # (architecture.weights tag, run folder): SegFormer first, the DeepLabV3+ baseline second.
 DEMO_MODELS = (
@@ -30,8 +32,19 @@ DEMO_MODELS = (
 )
 DEMO_JSON = "demo.json"
 # What a demo writes into --out (besides what `report` writes): an --out holding anything else
-# is not a demo folder and is refused rather than overwritten.
-_DEMO_ENTRIES = {"runs", "erf", "tables", "figures", "index.md", "index.html", DEMO_JSON}
+# is not a demo folder and is refused rather than overwritten. TIMING_JSON (here and in each
+# run) holds when and how long; every other file is the same, byte for byte, on every run.
+_DEMO_ENTRIES = {
+    "runs", "erf", "tables", "figures", "index.md", "index.html", DEMO_JSON, TIMING_JSON,
+}  # fmt: skip
+
+
+def default_work() -> Path:
+    """The demo's data folder when none is given: ``robustseg-demo-<uid>`` in the temporary
+    folder, a fixed name because ``evaluate`` records the data paths in ``run.json`` and hashes
+    them into every cell (a random name would change every committed file of the demo)."""
+    user = os.getuid() if hasattr(os, "getuid") else 0  # one folder per user
+    return Path(tempfile.gettempdir()) / f"robustseg-demo-{user}"
 
 
 @dataclass
@@ -82,8 +95,9 @@ def run_demo(
         size: ``(H, W)`` of the images; the bundled models were trained at 256x512.
         seed: Seed of the synthetic city and of the corruptions (0: the bundled models' val
             split).
-        work: Folder for the generated images and Cityscapes-C (kept); default: a temporary
-            folder, deleted at the end.
+        work: Folder for the generated images and Cityscapes-C (kept); default:
+            :func:`default_work`, emptied first and deleted at the end (a second demo at the
+            same time is refused: give it a ``work`` of its own).
         workers: Processes for rendering and corrupting (default: all cores).
         qualitative: Images in the qualitative grid (0: none).
         device: Torch device for evaluation and ERFs.
@@ -122,14 +136,16 @@ def run_demo(
         yield
         timings[step] = time.perf_counter() - t
 
-    tmp = None
-    if work is None:
-        tmp = tempfile.TemporaryDirectory(prefix="robustseg-demo-")
-        work = tmp.name
-    work = Path(work)
+    own_work = work is None
+    work = default_work() if own_work else Path(work)
     city, city_c = work / "synthetic-city", work / "synthetic-city-c"
+    work_lock = None
     lock = None
     try:
+        if own_work:
+            work_lock = claim_dir(work, "demo-work", option="--work")
+            for sub in (city, city_c):  # what a demo that was killed left
+                shutil.rmtree(sub, ignore_errors=True)
         with timed("synthetic"):
             make_synthetic_city(
                 city, train=0, val=images, size=size, seed=seed, workers=workers, progress=progress
@@ -180,8 +196,9 @@ def run_demo(
     finally:
         if lock is not None:
             lock.release()
-        if tmp is not None:
-            tmp.cleanup()
+        if work_lock is not None:
+            work_lock.release()
+            shutil.rmtree(work, ignore_errors=True)
 
     headline = tables.table5_markdown(report.table5)
     write_json_atomic(
@@ -193,9 +210,14 @@ def run_demo(
             "size": [h, w],
             "seed": seed,
             "device": device,
+            "versions": package_versions(("robustseg", "torch", "numpy", "opencv-python-headless")),
+        },
+    )
+    write_json_atomic(
+        out / TIMING_JSON,
+        {
             "timings_s": {k: round(v, 2) for k, v in timings.items()},
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": package_versions(("robustseg", "torch", "numpy", "opencv-python-headless")),
         },
     )
     return DemoResult(out, report, headline, runs, timings)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from safetensors import safe_open
 
 from corruptions.registry import BENCHMARK
 from robustbench_seg.cli import cli
-from robustbench_seg.demo import DEMO_MODELS
+from robustbench_seg.demo import DEMO_MODELS, run_demo
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.metrics import confusion_matrix
 from robustbench_seg.models import create_model, get_model_entry
@@ -190,8 +193,9 @@ def test_demo_end_to_end_reduced(tmp_path):
     erf = pd.read_csv(out / "tables" / "erf.csv")
     assert len(erf) == 2 * 5 and set(erf["model"]) == set(BUNDLED)
     meta = json.loads((out / "demo.json").read_text())
-    assert meta["images"] == 2 and meta["size"] == [256, 512]
-    assert set(meta["timings_s"]) == {
+    assert meta["images"] == 2 and meta["size"] == [256, 512] and "timings_s" not in meta
+    timing = json.loads((out / "timing.json").read_text())
+    assert set(timing["timings_s"]) == {
         "synthetic",
         "cityscapes_c",
         "evaluate",
@@ -218,3 +222,86 @@ def _check_clean_cell(model: str, city: Path, run: Path) -> None:
         conf += confusion_matrix(load_label(pair), pred, 19)
     saved = np.load(run / "cells" / "clean.npz")["confusion"]
     assert np.array_equal(saved, conf)
+
+
+# ----------------------------------------------------------------------------- reproducible output
+
+# The only files of a demo that may differ between two runs: when and how long (one per folder
+# that has timings, ignored by git under reports/demo).
+VOLATILE = {"timing.json"}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_writers_are_byte_identical_at_another_time(tmp_path, monkeypatch):
+    """Each writer of the demo's binary files, twice, the second time a day later (clock and
+    SOURCE_DATE_EPOCH): the same bytes."""
+    from matplotlib.figure import Figure
+
+    from robustbench_seg import runs
+    from robustbench_seg.analysis.erf import ErfResult, _write_npz
+    from robustbench_seg.io import save_figure
+
+    conf = np.arange(19 * 19, dtype=np.int64).reshape(19, 19)
+    pred = np.arange(64 * 128, dtype=np.uint8).reshape(64, 128)
+    erf = ErfResult(("a", "b"), ("s1", "head"), np.ones((2, 2, 8, 8), np.float32), ("x",), (8, 8))
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1], [1, 0], label="line")
+    info = {"config": {"model": "m"}, "config_hash": "0" * 16, "started": "then"}
+
+    def write(folder: Path) -> dict[str, bytes]:
+        runs.save_cell(folder, "clean", conf, 3, "h")
+        runs.save_predictions(folder, "fog-3", ["a/b"], [pred], "h")
+        runs.write_run_info(folder, {**info, "finished": time.time()})
+        _write_npz(folder / "erf_maps.npz", erf)
+        for ext in ("png", "pdf", "svg"):
+            save_figure(fig, folder / f"figure.{ext}", dpi=50)
+        return _tree(folder)
+
+    first = write(tmp_path / "first")
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 86400.0)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(now) + 86400))
+    second = write(tmp_path / "second")
+    assert sorted(first) == sorted(second) and len(first) == 8
+    assert [f for f in first if first[f] != second[f]] == ["timing.json"]
+    assert runs.read_run_info(tmp_path / "second")["finished"] == now + 86400.0
+
+
+def test_git_ignores_exactly_the_volatile_demo_files():
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    paths = ["reports/demo/timing.json", "reports/demo/runs/segformer-b0/timing.json",
+             "reports/demo/demo.json", "reports/demo/runs/segformer-b0/run.json",
+             "reports/demo/index.md", "reports/demo/runs/segformer-b0/cells/clean.npz"]  # fmt: skip
+    r = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root,
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode in (0, 1), r.stderr
+    assert sorted(r.stdout.split()) == sorted(p for p in paths if Path(p).name in VOLATILE)
+
+
+@pytest.mark.slow
+def test_demo_output_is_byte_identical_run_to_run(tmp_path, monkeypatch):
+    """`make demo` twice, from two clones: every file the same but the timing files.
+
+    A tiny demo (1 image at 128x64) from two working directories with the same relative --out
+    (as `make demo` in two clones) and the same data folder (what the default work folder
+    gives: evaluate records its path)."""
+    trees = []
+    for clone in ("one", "two"):
+        (tmp_path / clone).mkdir()
+        monkeypatch.chdir(tmp_path / clone)
+        shutil.rmtree(tmp_path / "work", ignore_errors=True)
+        run_demo("reports/demo", images=1, size=(64, 128), qualitative=1,
+                 work=tmp_path / "work", workers=2, device="cpu", progress=False)  # fmt: skip
+        trees.append(_tree(tmp_path / clone / "reports" / "demo"))
+    one, two = trees
+    assert sorted(one) == sorted(two) and len(one) > 300
+    differ = sorted(f for f in one if one[f] != two[f])
+    assert {Path(f).name for f in differ} <= VOLATILE, differ
+    timing = [f for f in one if Path(f).name in VOLATILE]
+    assert sorted(timing) == ["runs/deeplabv3plus-mobilenetv2-w256-os16/timing.json",
+                              "runs/segformer-b0/timing.json", "timing.json"]  # fmt: skip
