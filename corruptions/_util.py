@@ -2,40 +2,36 @@
 
 from __future__ import annotations
 
-import cv2
+import numba
 import numpy as np
 
 
-def to_uint8(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Scale, round half to even, clip to 0..255 and cast: the one clip-and-round at the end.
+def clip_truncate(x: np.ndarray) -> np.ndarray:
+    """``np.uint8(np.clip(x, 0, 255))``: clip, then truncate, as imagecorruptions ends.
 
-    OpenCV's saturating conversion does exactly ``clip(rint(x))`` (round half to even) in one
-    pass, ~4x faster than NumPy's three; other layouts take the NumPy path.
+    imagecorruptions returns ``np.uint8(y)`` of its clipped float result ``y``; the cast
+    truncates, so 254.9999 becomes 254. This is the one conversion at the end of every fast
+    corruption. One pass in numba (OpenCV's saturating conversion rounds instead, and NumPy
+    takes two passes): 1.9 ms for a 1024x2048x3 float32 image, 4.2 ms for float64.
 
     Args:
-        x: float image (any float dtype).
-        scale: multiplied in before rounding (255 for images in [0, 1]).
+        x: float image (float32 or float64, any shape), in grey levels (0..255).
+
+    Returns:
+        uint8 array of the same shape.
     """
-    if (
-        x.dtype in (np.float32, np.float64)
-        and x.ndim in (2, 3)
-        and (x.ndim == 2 or x.shape[2] <= 4)
-    ):
-        return _cv2_to_uint8(x, scale)
-    if scale != 1.0:
-        x = x * scale
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
-def _cv2_to_uint8(x: np.ndarray, scale: float) -> np.ndarray:
-    out = np.empty(x.shape, np.uint8)
     src = np.ascontiguousarray(x)
-    # saturate_cast<uchar>(x * scale); cvRound rounds half to even like np.rint
-    if scale != 1.0:
-        cv2.multiply(src, scale, dst=out, dtype=cv2.CV_8U)
-    else:
-        cv2.add(src, 0.0, dst=out, dtype=cv2.CV_8U)
+    out = np.empty(src.shape, np.uint8)
+    _clip_truncate(src.reshape(-1), out.reshape(-1))
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _clip_truncate(x, out):  # pragma: no cover - compiled
+    lo = x.dtype.type(0)
+    hi = x.dtype.type(255)
+    for i in range(x.size):
+        out[i] = np.uint8(min(max(x[i], lo), hi))
 
 
 def paired_random_state(rng: np.random.Generator) -> np.random.RandomState:

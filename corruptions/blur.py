@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
 import numpy as np
 from numba import njit
 
-from corruptions._util import paired_random_state, to_uint8
+from corruptions._util import clip_truncate, paired_random_state
 
 # ---------------------------------------------------------------------------------------------
 # Helpers (also used by corruptions.weather)
@@ -31,18 +32,197 @@ def gaussian_kernel_1d(sigma: float, truncate: float = 4.0) -> np.ndarray:
     return k / k.sum()
 
 
-def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
-    """skimage ``gaussian(image, sigma, channel_axis=-1)`` (``nearest``, truncate 4) in float32.
+_TILE = 512  # elements per inner loop: an accumulator tile and its inputs stay in L1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ndimage_index(i, n, mode):  # pragma: no cover - numba
+    # scipy.ndimage boundary: mode 0 "nearest" (clamp), 1 "reflect" (d c b a | a b c d | d c b a)
+    if mode == 0:
+        return min(max(i, 0), n - 1)
+    period = 2 * n
+    i = i % period
+    return i if i < n else period - 1 - i
+
+
+@njit(cache=True, nogil=True)
+def _correlate_rows(x, w, mode, out):  # pragma: no cover - numba
+    # scipy's symmetric correlate1d along axis 0 of x (H, M), in its order: x[y] w0, then
+    # + (x[y - j] + x[y + j]) w_j for j = r .. 1, in float64; stored in out's dtype.
+    h, m = x.shape
+    r = w.size // 2
+    acc = np.empty(_TILE, np.float64)
+    rows = np.empty(2 * r + 1, np.int64)
+    for y in range(h):
+        for j in range(-r, r + 1):
+            rows[j + r] = _ndimage_index(y + j, h, mode)
+        for k0 in range(0, m, _TILE):
+            n = min(_TILE, m - k0)
+            src = x[y, k0 : k0 + n]
+            w0 = w[r]
+            for k in range(n):
+                acc[k] = np.float64(src[k]) * w0
+            for j in range(r, 0, -1):
+                a = x[rows[r - j], k0 : k0 + n]
+                b = x[rows[r + j], k0 : k0 + n]
+                wj = w[r - j]
+                for k in range(n):
+                    acc[k] += (np.float64(a[k]) + np.float64(b[k])) * wj
+            o = out[y, k0 : k0 + n]
+            for k in range(n):
+                o[k] = acc[k]
+
+
+@njit(cache=True, nogil=True)
+def _correlate_cols(x, w, mode, ch, out):  # pragma: no cover - numba
+    # The same along axis 1 of x (H, W * ch), channels interleaved.
+    h, m = x.shape
+    nw = m // ch
+    r = w.size // 2
+    buf = np.empty(m + 2 * r * ch, np.float64)
+    acc = np.empty(_TILE, np.float64)
+    for y in range(h):
+        _pad_row(x[y], buf, nw, ch, r, mode)
+        for k0 in range(0, m, _TILE):
+            n = min(_TILE, m - k0)
+            _correlate_tile(buf, r * ch + k0, n, w, ch, acc)
+            o = out[y, k0 : k0 + n]
+            for k in range(n):
+                o[k] = acc[k]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pad_row(src, buf, nw, ch, r, mode):  # pragma: no cover - numba
+    # buf = src (nw pixels of ch values) extended by r pixels on both sides, as float64
+    for k in range(nw * ch):
+        buf[r * ch + k] = src[k]
+    for p in range(r):
+        ql = _ndimage_index(p - r, nw, mode) * ch
+        qr = _ndimage_index(nw + p, nw, mode) * ch
+        for c in range(ch):
+            buf[p * ch + c] = src[ql + c]
+            buf[(nw + r + p) * ch + c] = src[qr + c]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _correlate_tile(buf, base, n, w, ch, acc):  # pragma: no cover - numba
+    # acc[k] = scipy's symmetric correlation at buf[base + k], neighbours ch elements apart
+    r = w.size // 2
+    c0 = buf[base : base + n]
+    w0 = w[r]
+    for k in range(n):
+        acc[k] = c0[k] * w0
+    for j in range(r, 0, -1):
+        wj = w[r - j]
+        lo = buf[base - j * ch : base - j * ch + n]
+        hi = buf[base + j * ch : base + j * ch + n]
+        for k in range(n):
+            acc[k] += (lo[k] + hi[k]) * wj
+
+
+_MODES = {"nearest": 0, "reflect": 1}
+
+
+def gaussian_filter(
+    x: np.ndarray,
+    sigma: float | tuple[float, float],
+    mode: str = "nearest",
+    truncate: float = 4.0,
+) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter`` over the two spatial axes, bit for bit.
+
+    The same taps, the same order of operations (float64 sums of symmetric pairs, outermost
+    first), rows then columns, and the intermediate stored in the input's dtype, as scipy does:
+    so skimage's ``gaussian(x, sigma, channel_axis=-1)`` (which calls it) is reproduced exactly.
 
     Args:
-        image: HxW or HxWxC array (uint8 or float); values are kept on their own scale.
-        sigma: spatial standard deviation in pixels (the channel axis is not blurred).
+        x: HxW or HxWxC float32 or float64 array.
+        sigma: standard deviation in pixels, or ``(sigma_rows, sigma_cols)``.
+        mode: ``nearest`` or ``reflect`` (scipy's meaning).
+        truncate: kernel radius in standard deviations.
 
     Returns:
-        float32 array of the same shape.
+        Array of ``x``'s shape and dtype.
     """
-    k = gaussian_kernel_1d(sigma).astype(np.float32)
-    return cv2.sepFilter2D(image, cv2.CV_32F, k, k, borderType=cv2.BORDER_REPLICATE)
+    sy, sx = (sigma, sigma) if np.isscalar(sigma) else sigma
+    h, w = x.shape[:2]
+    ch = x.shape[2] if x.ndim == 3 else 1
+    src = np.ascontiguousarray(x).reshape(h, w * ch)
+    tmp = np.empty_like(src)
+    _correlate_rows(src, gaussian_kernel_1d(sy, truncate), _MODES[mode], tmp)
+    out = np.empty_like(src)
+    _correlate_cols(tmp, gaussian_kernel_1d(sx, truncate), _MODES[mode], ch, out)
+    return out.reshape(x.shape)
+
+
+_UNIT = np.arange(256, dtype=np.float64) / 255.0  # grey level -> [0, 1], as x / 255.
+_UNIT32 = _UNIT.astype(np.float32)  # as (x / 255.).astype(np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _gaussian_uint8(img, unit, w, ch, out):  # pragma: no cover - numba
+    # out = uint8(clip(G(unit[img]), 0, 1) * 255) with G scipy's Gaussian (mode nearest), fused:
+    # input rows are converted once into a ring of 2r + 1 float64 rows, each output row is
+    # correlated down the ring, then along itself.
+    h, m = img.shape
+    nw = m // ch
+    r = w.size // 2
+    slots = 2 * r + 1
+    ring = np.empty((slots, m), np.float64)
+    for y in range(min(r, h - 1) + 1):
+        for k in range(m):
+            ring[y % slots, k] = unit[img[y, k]]
+    rows = np.empty(slots, np.int64)
+    vrow = np.empty(m, np.float64)
+    buf = np.empty(m + 2 * r * ch, np.float64)
+    acc = np.empty(_TILE, np.float64)
+    for y in range(h):
+        new = y + r
+        if y > 0 and new < h:
+            for k in range(m):
+                ring[new % slots, k] = unit[img[new, k]]
+        for j in range(-r, r + 1):
+            rows[j + r] = min(max(y + j, 0), h - 1) % slots
+        for k0 in range(0, m, _TILE):
+            n = min(_TILE, m - k0)
+            src = ring[rows[r], k0 : k0 + n]
+            w0 = w[r]
+            for k in range(n):
+                acc[k] = src[k] * w0
+            for j in range(r, 0, -1):
+                a = ring[rows[r - j], k0 : k0 + n]
+                b = ring[rows[r + j], k0 : k0 + n]
+                wj = w[r - j]
+                for k in range(n):
+                    acc[k] += (a[k] + b[k]) * wj
+            vrow[k0 : k0 + n] = acc[:n]
+        _pad_row(vrow, buf, nw, ch, r, 0)
+        for k0 in range(0, m, _TILE):
+            n = min(_TILE, m - k0)
+            _correlate_tile(buf, r * ch + k0, n, w, ch, acc)
+            o = out[y, k0 : k0 + n]
+            for k in range(n):
+                o[k] = np.uint8(min(max(acc[k], 0.0), 1.0) * 255.0)
+
+
+def gaussian_blur_uint8(image: np.ndarray, sigma: float) -> np.ndarray:
+    """imagecorruptions' ``np.uint8(np.clip(gaussian(image / 255., sigma), 0, 1) * 255)``, exactly.
+
+    skimage's ``gaussian`` (``channel_axis=-1``, mode ``nearest``, truncate 4) with scipy's
+    arithmetic (see ``gaussian_filter``), fused with the conversions in one pass.
+
+    Args:
+        image: uint8 HxWxC image.
+        sigma: standard deviation in pixels.
+
+    Returns:
+        uint8 array of the image's shape.
+    """
+    h, w, ch = image.shape
+    out = np.empty((h, w * ch), np.uint8)
+    src = np.ascontiguousarray(image).reshape(h, w * ch)
+    _gaussian_uint8(src, _UNIT, gaussian_kernel_1d(sigma), ch, out)
+    return out.reshape(image.shape)
 
 
 def motion_blur_offsets(
@@ -78,21 +258,25 @@ def motion_blur_offsets(
     return np.array(dys, np.int64), np.array(dxs, np.int64), k[:n]
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True)
 def _shift_sum(xp, dys, dxs, ws, pad, channels):  # pragma: no cover - numba
-    # xp: (H, (W + 2 * pad) * C) uint8 or float32, edge-replicated by `pad` pixels left and right.
+    # xp: (H, (W + 2 * pad) * C), edge-replicated by `pad` pixels left and right. The
+    # reference's `blurred = blurred + kernel[i] * shifted`: float64 products, summed tap after
+    # tap (no FMA: numba contracts nothing without fastmath).
     h = xp.shape[0]
     wc = xp.shape[1] - 2 * pad * channels
-    out = np.zeros((h, wc), np.float32)
+    out = np.zeros((h, wc), np.float64)
     for y in range(h):
-        row = out[y]
-        for t in range(ws.size):
-            sy = min(max(y - dys[t], 0), h - 1)
-            start = (pad - dxs[t]) * channels
-            src = xp[sy, start : start + wc]
-            w = ws[t]
-            for k in range(wc):
-                row[k] += w * np.float32(src[k])
+        for k0 in range(0, wc, _TILE):
+            n = min(_TILE, wc - k0)
+            row = out[y, k0 : k0 + n]
+            for t in range(ws.size):
+                sy = min(max(y - dys[t], 0), h - 1)
+                start = (pad - dxs[t]) * channels + k0
+                src = xp[sy, start : start + n]
+                w = ws[t]
+                for k in range(n):
+                    row[k] += w * np.float64(src[k])
     return out
 
 
@@ -102,109 +286,128 @@ def motion_blur_kernel_apply(x: np.ndarray, radius: int, sigma: float, angle: fl
     Each tap ``i`` shifts the image by ``(dy_i, dx_i)`` (output pixel ``(y, x)`` reads input
     ``(clip(y - dy_i), clip(x - dx_i))``, the reference's ``shift`` with edge replication) and
     weighs it by the ``i``-th normalized half-Gaussian tap. Stops at the first shift that
-    exceeds the image, as the reference does.
+    exceeds the image, as the reference does. The arithmetic is the reference's for uint8 and
+    float64 input (float64 weights and sums, tap by tap), so the result is its, bit for bit.
 
     Args:
-        x: HxW or HxWxC image (uint8 is read as is, other dtypes as float32; computed in
-            float32).
+        x: HxW or HxWxC image (uint8, float32 or float64).
         radius: kernel radius (``2 * radius + 1`` taps).
         sigma: standard deviation of the taps.
         angle: direction of motion in degrees.
 
     Returns:
-        float32 array of the same shape as ``x``.
+        float64 array of the same shape as ``x``.
     """
     shape = x.shape
-    dtype = np.uint8 if x.dtype == np.uint8 else np.float32
-    x3 = np.asarray(x, dtype=dtype).reshape(shape[0], shape[1], -1)
+    x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
     dys, dxs, ws = motion_blur_offsets(radius, sigma, angle, shape)
     if ws.size == 0:
-        return np.zeros(shape, np.float32)
+        return np.zeros(shape, np.float64)
     pad = int(np.abs(dxs).max())
     xp = cv2.copyMakeBorder(x3, 0, 0, pad, pad, cv2.BORDER_REPLICATE) if pad else x3
     channels = x3.shape[2]
     xp = np.ascontiguousarray(xp).reshape(shape[0], -1)  # (H, (W + 2 pad) * C)
-    out = _shift_sum(xp, dys, dxs, ws.astype(np.float32), pad, channels)
+    out = _shift_sum(xp, dys, dxs, ws, pad, channels)
     return out.reshape(shape)
 
 
-def _zoom_coords(n_in: int, n_out: int, offset: int, n_keep: int) -> tuple[np.ndarray, np.ndarray]:
-    # scipy.ndimage.zoom (order=1, grid_mode=False): output o samples input o * (n_in-1)/(n_out-1).
-    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 1.0
-    pos = np.arange(n_keep, dtype=np.float64) * scale
-    i0 = np.minimum(np.floor(pos), n_in - 1)
-    frac = pos - i0
-    return (i0 + offset).astype(np.int64), frac.astype(np.float32)
+def _zoom_axis(
+    n_in: int, n_out: int, offset: int, n_keep: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scipy.ndimage.zoom's sampling along one axis (order 1, mode "constant", no grid mode).
+
+    Output index ``o`` samples input coordinate ``o * (n_in - 1) / (n_out - 1)`` (corners
+    aligned); its neighbours ``floor`` and the next one (mirrored at the last sample) weigh
+    ``w0 = 1 - frac`` and ``w1 = 1 - w0``; a coordinate that rounds past the last sample gives
+    0 (mode "constant"), as scipy does.
+
+    Returns:
+        For the first ``n_keep`` outputs: first and second input index (plus ``offset``), their
+        float64 weights, and a flag for outputs that are 0.
+    """
+    zoom = (n_in - 1) / (n_out - 1) if n_out > 1 else 1.0
+    cc = np.arange(n_keep, dtype=np.float64) * zoom
+    zero = cc > n_in - 1
+    cc[zero] = 0.0
+    start = np.floor(cc)
+    w0 = 1.0 - (cc - start)
+    w1 = 1.0 - w0
+    i0 = start.astype(np.int64)
+    i1 = i0 + 1
+    i1[i1 >= n_in] = max(n_in - 2, 0)  # scipy mirrors there; the weight is 0
+    return i0 + offset, i1 + offset, w0, w1, zero
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def _zoom_accumulate(x, out, r0, rw, ga, gb, gf, lo, hi):  # pragma: no cover - numba
-    # Separable bilinear: blend two source rows, then interpolate along the row. out += layer.
-    # x: (H, W * C), out: (Ho, Wo * C); ga/gb/gf: per output value, the flat indices of its
-    # left and right neighbours within a row and the weight of the right one.
-    h = x.shape[0]
-    n = out.shape[1]
-    buf = np.empty(x.shape[1], np.float32)
-    for i in range(out.shape[0]):
-        xa = x[r0[i]]
-        xb = x[min(r0[i] + 1, h - 1)]
-        fy = rw[i]
-        for k in range(lo, hi):
-            buf[k] = xa[k] + fy * (xb[k] - xa[k])
-        o = out[i]
-        for k in range(n):
-            a = buf[ga[k]]
-            o[k] += a + gf[k] * (buf[gb[k]] - a)
-
-
-def _zoom_into(x3: np.ndarray, out: np.ndarray, zoom_factor: float) -> None:
-    # out (Ho, Wo, C) += the first Ho x Wo pixels of clipped_zoom(x3, zoom_factor).
-    h, w, ch = x3.shape
-    (r0, rw, _), (c0, cw, _) = _zoom_layer_coords(x3.shape, zoom_factor, out.shape[:2])
-    c1 = np.minimum(c0 + 1, w - 1)
-    chans = np.arange(ch)
-    ga = (c0[:, None] * ch + chans).ravel().astype(np.int64)
-    gb = (c1[:, None] * ch + chans).ravel().astype(np.int64)
-    gf = np.repeat(cw, ch)
-    lo, hi = int(c0[0]) * ch, (int(c1[-1]) + 1) * ch
-    _zoom_accumulate(x3.reshape(h, -1), out.reshape(out.shape[0], -1), r0, rw, ga, gb, gf, lo, hi)
-
-
-def _zoom_layer_coords(
-    shape: tuple[int, ...], zoom_factor: float, keep: tuple[int, int] | None
-) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    # Per axis: (first source index, weight of the next one, number of output samples kept).
-    coords = []
+def _zoom_plan(shape: tuple[int, ...], zoom_factor: float, keep: tuple[int, int] | None):
+    # Per axis, _zoom_axis for imagecorruptions' clipped_zoom: the central ceil(n / z) crop,
+    # zoomed to round(crop * z) samples, of which the first `keep` are wanted.
+    plan = []
     for axis in (0, 1):
         n = shape[axis]
         crop = int(np.ceil(n / float(zoom_factor)))
         top = (n - crop) // 2
         n_out = int(round(crop * zoom_factor))
         n_keep = n_out if keep is None else min(keep[axis], n_out)
-        coords.append((*_zoom_coords(crop, n_out, top, n_keep), n_keep))
-    return coords
+        plan.append(_zoom_axis(crop, n_out, top, n_keep))
+    return plan
+
+
+@njit(cache=True, nogil=True)
+def _zoom_bilinear(
+    x, r0, r1, rw0, rw1, rzero, c0, c1, cw0, cw1, czero, out, add
+):  # pragma: no cover
+    # scipy's order-1 sum for each output (i, j, k): ((v * wy) * wx) over the four neighbours,
+    # rows outer, in float64, stored in out's dtype (added to it if `add`, as `out +=` does).
+    ch = x.shape[2]
+    for i in range(out.shape[0]):
+        if rzero[i]:
+            if not add:
+                out[i] = 0
+            continue
+        a0 = x[r0[i]]
+        a1 = x[r1[i]]
+        wy0 = rw0[i]
+        wy1 = rw1[i]
+        for j in range(out.shape[1]):
+            if czero[j]:
+                if not add:
+                    out[i, j] = 0
+                continue
+            p = c0[j]
+            q = c1[j]
+            wx0 = cw0[j]
+            wx1 = cw1[j]
+            for k in range(ch):
+                t = np.float64(a0[p, k]) * wy0 * wx0
+                t += np.float64(a0[q, k]) * wy0 * wx1
+                t += np.float64(a1[p, k]) * wy1 * wx0
+                t += np.float64(a1[q, k]) * wy1 * wx1
+                if add:
+                    out[i, j, k] += out.dtype.type(t)
+                else:
+                    out[i, j, k] = t
 
 
 def clipped_zoom(x: np.ndarray, zoom_factor: float) -> np.ndarray:
-    """imagecorruptions' ``clipped_zoom``: bilinear zoom of the central crop.
+    """imagecorruptions' ``clipped_zoom``: bilinear zoom of the central crop, bit for bit.
 
     Crops the central ``ceil(n / zoom_factor)`` rows and columns and zooms them by
-    ``zoom_factor`` exactly as ``scipy.ndimage.zoom(order=1)`` does (output size
-    ``round(crop * zoom_factor)``, output index ``o`` samples input ``o * (crop - 1) /
-    (out - 1)``: corners aligned, which ``cv2.resize`` does not do). Like the reference, the
-    result is not cropped back to the input size.
+    ``zoom_factor`` as ``scipy.ndimage.zoom(order=1)`` does (output size
+    ``round(crop * zoom_factor)``, corners aligned, scipy's arithmetic and its "constant"
+    border; see ``_zoom_axis``). Like the reference, the result is not cropped back to the
+    input size.
 
     Args:
-        x: HxW or HxWxC image (any real dtype; computed in float32).
+        x: HxW or HxWxC float32 or float64 image.
         zoom_factor: zoom factor (>= 1 in imagecorruptions).
 
     Returns:
-        float32 array of shape ``(round(ceil(H / z) * z), round(ceil(W / z) * z)[, C])``.
+        Array of ``x``'s dtype, of shape ``(round(ceil(H / z) * z), round(ceil(W / z) * z)[, C])``.
     """
-    x3 = np.ascontiguousarray(x, dtype=np.float32).reshape(x.shape[0], x.shape[1], -1)
-    (_, _, ho), (_, _, wo) = _zoom_layer_coords(x.shape, zoom_factor, None)
-    out = np.zeros((ho, wo, x3.shape[2]), np.float32)
-    _zoom_into(x3, out, zoom_factor)
+    x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    rows, cols = _zoom_plan(x.shape, zoom_factor, None)
+    out = np.empty((rows[0].size, cols[0].size, x3.shape[2]), x3.dtype)
+    _zoom_bilinear(x3, *rows, *cols, out, False)
     return out if x.ndim == 3 else out[:, :, 0]
 
 
@@ -217,7 +420,7 @@ GAUSSIAN_BLUR = (1, 2, 3, 4, 6)
 
 
 def gaussian_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian blur (skimage ``gaussian``, mode ``nearest``, truncate 4).
+    """Gaussian blur (skimage ``gaussian``, mode ``nearest``, truncate 4): the reference's bytes.
 
     Args:
         image: uint8 HxWx3 RGB image.
@@ -227,112 +430,143 @@ def gaussian_blur(image: np.ndarray, severity: int, rng: np.random.Generator) ->
     Returns:
         uint8 HxWx3 image.
     """
-    return to_uint8(gaussian_filter(image, GAUSSIAN_BLUR[severity - 1]))
+    return gaussian_blur_uint8(image, GAUSSIAN_BLUR[severity - 1])
 
 
 # imagecorruptions `glass_blur`: (sigma, max_delta, iterations).
 GLASS_BLUR = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _bounded(raw, pos, span, threshold):  # pragma: no cover - numba
-    # The next integer uniform in [0, span) from the 16-bit chunks of raw 64-bit words
-    # (Lemire's multiply-shift with rejection, rare: 65536 % span < span), or -1 once raw is
-    # used up. pos: one-element array holding the index of the next chunk.
-    n = raw.size * 4
-    while pos[0] < n:
-        p = pos[0]
-        pos[0] = p + 1
-        m = ((raw[p >> 2] >> np.uint64(16 * (p & 3))) & np.uint64(0xFFFF)) * np.uint64(span)
-        if (m & np.uint64(0xFFFF)) >= threshold:
-            return np.int64(m >> np.uint64(16))
-    return -1
+_MT_N = 624  # MT19937 state size
+_MT_M = 397
 
 
 @njit(cache=True, nogil=True)
-def _glass_shuffle(x, raw, max_delta, iterations, start):  # pragma: no cover - numba
-    # The reference's loop `x[h, w], x[h', w'] = x[h', w'], x[h, w]` on pixel views copies
-    # x[h', w'] into x[h, w] and then writes x[h, w]'s new value back to x[h', w']: it is a copy,
-    # not a swap. Reproduced as such. Offsets (dx, then dy) come from raw; visits before
-    # `start` are skipped. Returns the number of visits done, or the index of the visit at which
-    # raw ran out (that visit is not done; call again from there with fresh raw words).
+def _mt_seed(seed):  # pragma: no cover - numba
+    # MT19937 state after init_genrand(seed), as numba's (and NumPy's legacy) np.random.seed;
+    # the last entry is the position of the next word (624: twist first).
+    mt = np.empty(_MT_N + 1, np.int64)
+    mt[0] = seed & 0xFFFFFFFF
+    for i in range(1, _MT_N):
+        prev = mt[i - 1]
+        mt[i] = (1812433253 * (prev ^ (prev >> 30)) + i) & 0xFFFFFFFF
+    mt[_MT_N] = _MT_N
+    return mt
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mt_next(mt):  # pragma: no cover - numba
+    # The next 32-bit word of MT19937 (twist, then tempering).
+    if mt[_MT_N] >= _MT_N:
+        for i in range(_MT_N):
+            i1 = i + 1 if i + 1 < _MT_N else 0
+            im = i + _MT_M if i + _MT_M < _MT_N else i + _MT_M - _MT_N
+            y = (mt[i] & 0x80000000) | (mt[i1] & 0x7FFFFFFF)
+            mt[i] = mt[im] ^ (y >> 1) ^ ((y & 1) * 0x9908B0DF)
+        mt[_MT_N] = 0
+    y = mt[mt[_MT_N]]
+    mt[_MT_N] += 1
+    y ^= y >> 11
+    y ^= (y << 7) & 0x9D2C5680
+    y ^= (y << 15) & 0xEFC60000
+    y ^= y >> 18
+    return y
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mt_randint(mt, low, n, mask):  # pragma: no cover - numba
+    # numba's np.random.randint(low, low + n) for n > 1: the low bits of one word (mask: as
+    # many as n - 1 needs), redrawn while out of range.
+    while True:
+        r = _mt_next(mt) & mask
+        if r < n:
+            return low + r
+
+
+@njit(cache=True, nogil=True)
+def _glass_shuffle(x, seed, max_delta, iterations):  # pragma: no cover - numba
+    # imagecorruptions' _shuffle_pixels_njit_glass_blur, draw for draw: numba's global generator
+    # seeded with `seed`, (dx, dy) = randint(-d, d, size=2) per visited pixel. Its "swap"
+    # `x[h, w], x[h', w'] = x[h', w'], x[h, w]` on pixel views copies x[h', w'] into x[h, w] and
+    # writes that back to x[h', w']: a copy, not a swap; reproduced as such.
     h, w, ch = x.shape
-    span = 2 * max_delta
-    threshold = np.uint64((65536 - span) % span)
-    pos = np.zeros(1, np.int64)
-    t = 0
+    mt = _mt_seed(seed)
+    n = 2 * max_delta
+    mask = 1
+    while mask < n - 1:
+        mask = 2 * mask + 1
     for _ in range(iterations):
         for i in range(h - max_delta, max_delta, -1):
             for j in range(w - max_delta, max_delta, -1):
-                if t < start:
-                    t += 1
-                    continue
-                dx = _bounded(raw, pos, span, threshold)
-                dy = _bounded(raw, pos, span, threshold)
-                if dy < 0:
-                    return t
-                ip = i + dy - max_delta
-                jp = j + dx - max_delta
-                t += 1
-                if ch == 3:
-                    x[i, j, 0] = x[ip, jp, 0]
-                    x[i, j, 1] = x[ip, jp, 1]
-                    x[i, j, 2] = x[ip, jp, 2]
-                else:
-                    for c in range(ch):
-                        x[i, j, c] = x[ip, jp, c]
-    return t
+                dx = _mt_randint(mt, -max_delta, n, mask)
+                dy = _mt_randint(mt, -max_delta, n, mask)
+                ip = i + dy
+                jp = j + dx
+                for c in range(ch):
+                    x[i, j, c] = x[ip, jp, c]
+    return x
 
 
-def glass_shuffle(
-    x: np.ndarray, max_delta: int, iterations: int, rng: np.random.Generator
-) -> np.ndarray:
+def glass_shuffle(x: np.ndarray, max_delta: int, iterations: int, seed: int) -> np.ndarray:
     """imagecorruptions' glass-blur pixel shuffle, in place on a uint8 HxWxC image.
 
     Scans rows ``H - max_delta .. max_delta + 1`` and columns ``W - max_delta .. max_delta + 1``
     (both descending), ``iterations`` times; each visited pixel takes the value of the pixel at
-    an offset ``(dy, dx)``, each uniform in ``[-max_delta, max_delta)`` (the reference's
-    "swap" is a copy; see ``_glass_shuffle``). The offsets are drawn from ``rng``'s raw bit
-    stream (16 bits an offset, unbiased) inside the sequential numba loop.
+    an offset ``(dy, dx)``, each uniform in ``[-max_delta, max_delta)`` (the reference's "swap"
+    is a copy; see ``_glass_shuffle``). The offsets are the ones imagecorruptions draws for the
+    same ``seed`` (numba's MT19937 seeded with it, numba's ``randint``), so the result is the
+    reference's, byte for byte.
 
     Args:
         x: uint8 HxWxC array, modified in place.
         max_delta: the largest displacement.
         iterations: number of passes.
-        rng: the generator to draw offsets from.
+        seed: 0 .. 2**32 - 1, the ``seed`` imagecorruptions' ``glass_blur`` is given.
 
     Returns:
         ``x``.
     """
-    visits = iterations * max(x.shape[0] - 2 * max_delta, 0) * max(x.shape[1] - 2 * max_delta, 0)
-    done = 0
-    while done < visits:
-        words = (visits - done) // 2 + (visits - done) // 1000 + 64  # 4 offsets a word + margin
-        done = _glass_shuffle(x, rng.bit_generator.random_raw(words), max_delta, iterations, done)
-    return x
+    return _glass_shuffle(x, int(seed), int(max_delta), int(iterations))
 
 
 def glass_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Glass blur: Gaussian blur, local pixel shuffling, Gaussian blur.
 
-    The first blur is truncated to uint8 as in the reference (part of the corruption).
+    The first blur is truncated to uint8 as in the reference (part of the corruption). The
+    shuffle is seeded from ``rng`` exactly as the reference backend seeds imagecorruptions, so
+    for the same ``rng`` the two backends return the same bytes.
 
     Args:
         image: uint8 HxWx3 RGB image.
         severity: 1..5.
-        rng: source of the shuffle offsets.
+        rng: source of the shuffle's seed.
 
     Returns:
         uint8 HxWx3 image.
     """
     sigma, max_delta, iterations = GLASS_BLUR[severity - 1]
-    x = gaussian_filter(image, sigma).astype(np.uint8)  # truncation, as np.uint8 in the reference
-    glass_shuffle(x, max_delta, iterations, rng)
-    return to_uint8(gaussian_filter(x, sigma))
+    seed = int(rng.integers(2**32))  # the reference backend's seed for the same rng
+    x = gaussian_blur_uint8(image, sigma)  # np.uint8(gaussian(x / 255.) * 255), as the reference
+    glass_shuffle(x, max_delta, iterations, seed)
+    return gaussian_blur_uint8(x, sigma)
 
 
 # imagecorruptions `defocus_blur`: (disk radius, anti-alias sigma).
 DEFOCUS_BLUR = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))
+
+
+def _disk_taps(radius: int, alias_blur: float) -> np.ndarray:
+    """imagecorruptions' ``disk(radius, alias_blur)``, the same calls: float32, uncropped."""
+    if radius <= 8:
+        ax = np.arange(-8, 8 + 1)
+        ksize = (3, 3)
+    else:
+        ax = np.arange(-radius, radius + 1)
+        ksize = (5, 5)
+    xx, yy = np.meshgrid(ax, ax)
+    aliased = np.array((xx**2 + yy**2) <= radius**2, dtype=np.float32)
+    aliased /= np.sum(aliased)
+    return cv2.GaussianBlur(aliased, ksize=ksize, sigmaX=alias_blur)
 
 
 def disk_kernel(radius: int, alias_blur: float = 0.1) -> np.ndarray:
@@ -346,16 +580,7 @@ def disk_kernel(radius: int, alias_blur: float = 0.1) -> np.ndarray:
         float32 square kernel (17x17 for radius <= 8, else ``2 * radius + 1``), cropped to the
         taps above 1e-12 (the dropped ones, ~1e-22 at ``alias_blur=0.1``, change nothing).
     """
-    if radius <= 8:
-        ax = np.arange(-8, 8 + 1)
-        ksize = (3, 3)
-    else:
-        ax = np.arange(-radius, radius + 1)
-        ksize = (5, 5)
-    xx, yy = np.meshgrid(ax, ax)
-    aliased = np.array((xx**2 + yy**2) <= radius**2, dtype=np.float32)
-    aliased /= np.sum(aliased)
-    k = cv2.GaussianBlur(aliased, ksize=ksize, sigmaX=alias_blur)
+    k = _disk_taps(radius, alias_blur)
     c = k.shape[0] // 2
     extent = int(np.max(np.abs(np.nonzero(k > 1e-12)[0] - c)))
     return np.ascontiguousarray(k[c - extent : c + extent + 1, c - extent : c + extent + 1])
@@ -392,7 +617,10 @@ def defocus_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> 
     (severities 1-3), the kernel is exactly the aliased disk convolved with that Gaussian, so
     it is applied as an exact disk sum (row prefix sums) followed by the small Gaussian.
     Otherwise the reference's anti-aliasing reflects at the array's edge and the kernel is
-    applied as is with ``cv2.filter2D``.
+    applied as is with ``cv2.filter2D`` in float32. The only corruption without the reference's
+    arithmetic (its float64 ``cv2.filter2D`` per channel is as slow as imagecorruptions): output
+    levels within ~1e-5 of an integer can truncate the other way, a few pixels in 100,000 (see
+    tests/test_corruption_fidelity.py); flat regions agree (see below).
 
     Args:
         image: uint8 HxWx3 RGB image.
@@ -408,18 +636,28 @@ def defocus_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> 
     if radius + reach > half_array:
         kernel = disk_kernel(radius, alias_blur)
         out = cv2.filter2D(image, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT_101)
-        return to_uint8(out)
+        return clip_truncate(out)
     h, w, ch = image.shape
     dy = np.arange(-radius, radius + 1)
     half_widths = np.array([math.isqrt(radius * radius - d * d) for d in dy], np.int64)
     pad = radius + reach
     p = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
     disk = _disk_sum(p.reshape(h + 2 * pad, -1), half_widths, ch)  # (H + 2 reach, (W + 2 reach) ch)
-    disk = disk.astype(np.float32).reshape(h + 2 * reach, w + 2 * reach, ch)
-    g = cv2.getGaussianKernel(2 * reach + 1, alias_blur, ktype=cv2.CV_32F)
-    out = cv2.sepFilter2D(disk, cv2.CV_32F, g, g)[reach : reach + h, reach : reach + w]
-    area = np.float32(2 * half_widths.sum() + len(half_widths))  # the disk's pixel count
-    return to_uint8(out * (np.float32(1) / area))
+    disk = disk.astype(np.float64).reshape(h + 2 * reach, w + 2 * reach, ch)
+    g = cv2.getGaussianKernel(2 * reach + 1, alias_blur, ktype=cv2.CV_64F)
+    out = cv2.sepFilter2D(disk, cv2.CV_64F, g, g)[reach : reach + h, reach : reach + w]
+    # Scaled to the reference kernel's own sum (1 - 4e-9 .. 1 - 3e-8, not 1: its taps are
+    # float32), in float64: where the image is flat the reference gives v * sum, just below v,
+    # which truncates to v - 1; so does this.
+    area = 2 * half_widths.sum() + len(half_widths)  # the disk's pixel count
+    out *= _disk_sum_of_taps(radius, alias_blur) / area
+    return clip_truncate(out)
+
+
+@functools.lru_cache(maxsize=len(DEFOCUS_BLUR))
+def _disk_sum_of_taps(radius: int, alias_blur: float) -> float:
+    """The exact sum of the reference's float32 ``disk`` taps."""
+    return math.fsum(_disk_taps(radius, alias_blur).astype(np.float64).ravel())
 
 
 # imagecorruptions `motion_blur`: (radius, sigma); the angle is uniform in [-45, 45).
@@ -439,7 +677,7 @@ def motion_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> n
     """
     radius, sigma = MOTION_BLUR[severity - 1]
     angle = paired_random_state(rng).uniform(-45, 45)  # the reference's draw, paired
-    return to_uint8(motion_blur_kernel_apply(image, radius, sigma, angle))
+    return clip_truncate(motion_blur_kernel_apply(image, radius, sigma, angle))
 
 
 # imagecorruptions `zoom_blur`: the zoom factors averaged with the image.
@@ -464,8 +702,10 @@ def zoom_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.
         uint8 HxWx3 image.
     """
     factors = ZOOM_BLUR[severity - 1]
-    x = image.astype(np.float32)
-    out = x.copy()
-    for z in factors:
-        _zoom_into(x, out, z)
-    return to_uint8(out / np.float32(len(factors) + 1))
+    x = _UNIT32[image]  # (image / 255.).astype(np.float32), as the reference
+    out = np.zeros_like(x)
+    for z in factors:  # out += clipped_zoom(x, z)[:H, :W], in float32
+        rows, cols = _zoom_plan(x.shape, z, x.shape[:2])
+        _zoom_bilinear(x, *rows, *cols, out, True)
+    x = (x + out) / np.float32(len(factors) + 1)
+    return clip_truncate(np.clip(x, 0, 1) * np.float32(255))

@@ -9,8 +9,8 @@ import numba
 import numpy as np
 from PIL import Image
 
-from corruptions._util import to_uint8
-from corruptions.blur import gaussian_kernel_1d
+from corruptions._util import paired_random_state
+from corruptions.blur import gaussian_filter
 
 
 @numba.njit(cache=True, nogil=True)
@@ -18,7 +18,8 @@ def _hsv_kernel(img, unit, s_mul, s_add, v_add, out):  # pragma: no cover - comp
     """skimage's rgb2hsv -> S' = clip(S s_mul + s_add), V' = clip(V + v_add) -> hsv2rgb.
 
     Per pixel in float64, the same operations in the same order as skimage (ties for the
-    maximum resolved as skimage does: blue over green over red), then rint and clip to uint8.
+    maximum resolved as skimage does: blue over green over red), then clip and truncate to
+    uint8 (``np.uint8(np.clip(x, 0, 1) * 255)``): the reference's bytes.
     """
     for i in range(img.shape[0]):
         r = unit[img[i, 0]]
@@ -61,10 +62,10 @@ def _hsv_kernel(img, unit, s_mul, s_add, v_add, out):  # pragma: no cover - comp
             r, g, b = t, p, v
         else:
             r, g, b = v, p, q
-        # the one clip-and-round, as to_uint8(clip(x, 0, 1) * 255)
-        out[i, 0] = np.uint8(np.rint(min(max(r, 0.0), 1.0) * 255.0))
-        out[i, 1] = np.uint8(np.rint(min(max(g, 0.0), 1.0) * 255.0))
-        out[i, 2] = np.uint8(np.rint(min(max(b, 0.0), 1.0) * 255.0))
+        # clip, then truncate, as np.uint8(np.clip(x, 0, 1) * 255)
+        out[i, 0] = np.uint8(min(max(r, 0.0), 1.0) * 255.0)
+        out[i, 1] = np.uint8(min(max(g, 0.0), 1.0) * 255.0)
+        out[i, 2] = np.uint8(min(max(b, 0.0), 1.0) * 255.0)
 
 
 _UNIT = np.arange(256, dtype=np.float64) / 255.0  # grey level -> [0, 1], as x / 255.
@@ -130,9 +131,18 @@ def contrast(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
         The corrupted uint8 image.
     """
     c = CONTRAST_FACTOR[severity - 1]
-    means = np.array(cv2.mean(image)[:3], dtype=np.float64) / 255.0  # (3,)
-    x = np.arange(256, dtype=np.float64)[:, None] / 255.0  # (256, 1)
-    lut = to_uint8(np.clip((x - means) * c + means, 0, 1), scale=255.0)  # (256, 3)
+    x = np.arange(256, dtype=np.float64)[:, None] / 255.0  # (256, 1): the grey levels / 255.
+    # The reference's means are NumPy's float64 mean of image / 255. Their exact value is
+    # S / (255 N), S the channel's integer sum (recovered exactly from cv2.mean); the two
+    # differ by a few ulps, which changes a truncated level only if the level lies within
+    # ~1e-11 of an integer. So the LUT is built from the exact means unless some level is that
+    # close (e.g. a constant image), and then from NumPy's own mean, as the reference.
+    n = image.shape[0] * image.shape[1]
+    means = np.rint(np.array(cv2.mean(image)[:3]) * n) / (255.0 * n)
+    y = ((x - means) * c + means) * 255  # (256, 3), in [0, 255]: c < 1, a convex combination
+    if np.any(np.abs(y - np.rint(y)) < 1e-6):
+        means = np.mean(image / 255.0, axis=(0, 1))
+    lut = (np.clip((x - means) * c + means, 0, 1) * 255).astype(np.uint8)  # the reference's
     return cv2.LUT(image, lut.reshape(1, 256, 3))
 
 
@@ -186,52 +196,81 @@ ELASTIC_MAX_SHIFT = 0.005  # uniform noise amplitude, fraction of the height (bo
 ELASTIC_TRUNCATE = 3.0  # Gaussian kernel radius in sigmas (skimage gaussian, truncate=3)
 
 
-def _gaussian_kernel(sigma: float) -> np.ndarray:
-    """scipy.ndimage's 1-D Gaussian kernel, truncated at ``ELASTIC_TRUNCATE`` sigma, float32."""
-    return gaussian_kernel_1d(sigma, ELASTIC_TRUNCATE).astype(np.float32)
+@numba.njit(cache=True, nogil=True, inline="always")
+def _reflect(c, n):  # pragma: no cover - compiled
+    # scipy.ndimage's map_coordinate for mode "reflect" (half-sample symmetric), on a float
+    if c < 0:
+        if n <= 1:
+            return 0.0
+        sz2 = 2 * n
+        if c < -sz2:
+            c = sz2 * int(-c / sz2) + c
+        c = c + sz2 if c < -n else (1e-15 if c > -1e-15 else -c) - 1
+    elif c > n - 1:
+        if n <= 1:
+            return 0.0
+        sz2 = 2 * n
+        c -= sz2 * int(c / sz2)
+        if c >= n:
+            c = sz2 - c - 1
+    return c
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _linear(c, n):  # pragma: no cover - compiled
+    # scipy's order-1 spline along one axis at coordinate c (mode "reflect"): the two input
+    # indices and their weights (w0 = 1 - frac, w1 = 1 - w0), or n = -1 for "outside" (cval).
+    cc = _reflect(c, n)
+    if cc <= -1.0:
+        return -1, -1, 0.0, 0.0
+    f = np.floor(cc)
+    start = int(f)
+    w0 = 1.0 - (cc - f)
+    w1 = 1.0 - w0
+    i0, i1 = start, start + 1
+    if start < 0 or start + 1 >= n:
+        i0 = int(_reflect(np.float64(start), n))
+        i1 = int(_reflect(np.float64(start + 1), n))
+    return i0, i1, w0, w1
 
 
 @numba.njit(cache=True, nogil=True)
-def _reflect(i, n):  # pragma: no cover - compiled
-    # scipy.ndimage mode "reflect" (half-sample symmetric), for shifts smaller than n
-    if i < 0:
-        i = -i - 1
-    if i >= n:
-        i = 2 * n - 1 - i
-    return min(max(i, 0), n - 1)
+def _warp_kernel(img, unit32, dx, dy, out):  # pragma: no cover - compiled
+    """imagecorruptions' ``map_coordinates(image, (y + dy, x + dx, c), order=1,
+    mode="reflect")`` on the float32 image, then ``uint8(clip(., 0, 1) * 255)`` in float32.
 
-
-@numba.njit(cache=True, nogil=True)
-def _warp_kernel(img, dx, dy, out):  # pragma: no cover - compiled
-    """Bilinear sampling of ``img`` at (row + dy, col + dx), reflect border, as map_coordinates
-    (order=1, mode="reflect"); clip to [0, 255] and rint."""
+    scipy's arithmetic: per output, the four neighbours' ``(v * wy) * wx`` summed in float64
+    (rows outer), stored as float32 (the channel axis samples an integer coordinate: weight 1
+    on its own channel, 0 on the next)."""
     h, w = img.shape[0], img.shape[1]
     for i in range(h):
         for j in range(w):
-            y = i + dy[i, j]
-            x = j + dx[i, j]
-            y0 = np.floor(y)
-            x0 = np.floor(x)
-            wy = y - y0
-            wx = x - x0
-            iy = int(y0)
-            ix = int(x0)
-            ya = _reflect(iy, h)
-            yb = _reflect(iy + 1, h)
-            xa = _reflect(ix, w)
-            xb = _reflect(ix + 1, w)
+            y0, y1, wy0, wy1 = _linear(i + np.float64(dy[i, j]), h)
+            x0, x1, wx0, wx1 = _linear(j + np.float64(dx[i, j]), w)
             for ch in range(3):
-                top = img[ya, xa, ch] * (1.0 - wx) + img[ya, xb, ch] * wx
-                bot = img[yb, xa, ch] * (1.0 - wx) + img[yb, xb, ch] * wx
-                val = top * (1.0 - wy) + bot * wy
-                out[i, j, ch] = np.uint8(np.rint(min(max(val, 0.0), 255.0)))
+                if y0 < 0 or x0 < 0:
+                    t = 0.0
+                else:
+                    t = np.float64(unit32[img[y0, x0, ch]]) * wy0 * wx0
+                    t += np.float64(unit32[img[y0, x1, ch]]) * wy0 * wx1
+                    t += np.float64(unit32[img[y1, x0, ch]]) * wy1 * wx0
+                    t += np.float64(unit32[img[y1, x1, ch]]) * wy1 * wx1
+                v = min(max(np.float32(t), np.float32(0)), np.float32(1)) * np.float32(255)
+                out[i, j, ch] = np.uint8(v)
+
+
+_UNIT_F32 = np.arange(256, dtype=np.float32) / np.float32(255)  # float32 image / 255.
 
 
 def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Elastic deformation: a Gaussian-smoothed uniform displacement field, bilinear warp.
 
     As imagecorruptions: dx, dy ~ alpha * gaussian(U(-m, m)), m = 0.005 * H, smoothing sigma
-    (0.01 H, 0.01 W) truncated at 3 sigma, reflect borders; sampled at (y + dy, x + dx).
+    (0.01 H, 0.01 W) truncated at 3 sigma, reflect borders; sampled at (y + dy, x + dx). The
+    uniforms come from a generator seeded from ``rng`` exactly as the reference backend seeds
+    imagecorruptions (the mean change of a smooth random warp varies a lot from field to field,
+    so unpaired comparisons would be noisy), and every step uses the reference's arithmetic:
+    for the same ``rng`` the two backends return the same bytes.
 
     Args:
         image: uint8 HxWx3 RGB image.
@@ -244,18 +283,13 @@ def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator
     h, w = image.shape[:2]
     alpha = ELASTIC_ALPHA[severity - 1]
     m = h * ELASTIC_MAX_SHIFT
-    ky = _gaussian_kernel(h * ELASTIC_SIGMA)
-    kx = _gaussian_kernel(w * ELASTIC_SIGMA)
-    # The mean change of a smooth random warp varies a lot from field to field (few independent
-    # blobs), so we draw the uniforms with the reference's stream: a RandomState seeded from
-    # ``rng`` exactly as the reference backend seeds it. Same law; the field matches the
-    # reference's draw for draw (never the global state).
-    legacy = np.random.RandomState(int(rng.integers(2**32)))  # noqa: NPY002
+    sigma = (h * ELASTIC_SIGMA, w * ELASTIC_SIGMA)
+    legacy = paired_random_state(rng)
     fields = []
     for _ in range(2):  # dx, then dy (the reference's order)
-        noise = legacy.uniform(-m, m, size=(h, w)).astype(np.float32)
-        smooth = cv2.sepFilter2D(noise, -1, kx, ky, borderType=cv2.BORDER_REFLECT)
-        fields.append(smooth * np.float32(alpha))
+        noise = legacy.uniform(-m, m, size=(h, w))
+        smooth = gaussian_filter(noise, sigma, "reflect", ELASTIC_TRUNCATE)
+        fields.append((smooth * alpha).astype(np.float32))
     out = np.empty_like(image)
-    _warp_kernel(image, fields[0], fields[1], out)
+    _warp_kernel(np.ascontiguousarray(image), _UNIT_F32, fields[0], fields[1], out)
     return out

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numba
 import numpy as np
 from scipy.special import ndtr, pdtr
 
-from corruptions._util import to_uint8
-
 # Each output element of gaussian, shot and speckle noise depends only on its clean grey value v
 # and one random draw, and takes one of at most 256 grey levels. So instead of drawing a normal or
-# Poisson variate and rounding it, we draw the final rounded value directly from its exact
-# discrete law P(out = k | v), by inverse-CDF sampling of one 32-bit uniform per element (a guide
-# table makes the search O(1)). The law is the reference's to 2**-32 per level; the float work is
-# a (256, levels) table per severity, cached.
+# Poisson variate, clipping and truncating it (imagecorruptions' np.uint8), we draw the final
+# truncated value directly from its exact discrete law P(out = k | v), by inverse-CDF sampling of
+# one 32-bit uniform per element (a guide table makes the search O(1)). The law is the
+# reference's to 2**-32 per level; the float work is a (256, levels) table per severity, cached.
+# The draws are ours, not the reference's (it draws Box-Muller normals and Poisson variates from
+# NumPy's global state, 4-8x slower): the two backends agree in law, not pixel for pixel.
 _GUIDE_BITS = 10  # guide table: 1024 bins of the 32-bit uniform per grey value
 _SHIFT = 32 - _GUIDE_BITS
 _LEVELS = np.arange(256, dtype=np.float64)
@@ -80,9 +81,9 @@ def _sample(
     return out.reshape(image.shape)
 
 
-def _identity_table(cdf_below_half: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Table for an output that is a grey level: ``cdf_below_half[v, k] = P(y < k + 0.5)``."""
-    thresh, guide = _sampling_table(cdf_below_half)
+def _identity_table(cdf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Table for an output that is a grey level: ``cdf[v, k] = P(floor(y) <= k) = P(y < k + 1)``."""
+    thresh, guide = _sampling_table(cdf)
     return thresh, guide, np.arange(256, dtype=np.uint8)
 
 
@@ -92,8 +93,8 @@ GAUSSIAN_NOISE_STD = (0.08, 0.12, 0.18, 0.26, 0.38)
 
 @functools.lru_cache(maxsize=8)
 def _gaussian_table(c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # y = 255 * clip(v/255 + c z, 0, 1), z ~ N(0, 1); rint(y) <= k  <=>  v + 255 c z < k + 0.5
-    upper = _LEVELS[None, :] + 0.5 - _LEVELS[:, None]
+    # y = 255 * clip(v/255 + c z, 0, 1), z ~ N(0, 1); floor(y) <= k  <=>  v + 255 c z < k + 1
+    upper = _LEVELS[None, :] + 1.0 - _LEVELS[:, None]
     return _identity_table(ndtr(upper / (255.0 * c)))
 
 
@@ -121,7 +122,7 @@ def _shot_table(c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lam = _LEVELS * c / 255.0
     j = np.arange(c + 1, dtype=np.float64)
     cdf = pdtr(j[None, :], lam[:, None])
-    lut = to_uint8(np.clip(j / float(c), 0, 1), scale=255.0)  # the reference's arithmetic
+    lut = (np.clip(j / float(c), 0, 1) * 255).astype(np.uint8)  # the reference's arithmetic
     thresh, guide = _sampling_table(cdf)
     return thresh, guide, lut
 
@@ -146,9 +147,9 @@ SPECKLE_NOISE_STD = (0.15, 0.2, 0.35, 0.45, 0.6)
 
 @functools.lru_cache(maxsize=8)
 def _speckle_table(c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # y = 255 * clip(x + x c z, 0, 1); for v > 0: rint(y) <= k  <=>  z < ((k + 0.5)/v - 1)/c
+    # y = 255 * clip(x + x c z, 0, 1); for v > 0: floor(y) <= k  <=>  z < ((k + 1)/v - 1)/c
     with np.errstate(divide="ignore"):
-        upper = ((_LEVELS[None, :] + 0.5) / _LEVELS[:, None] - 1.0) / c
+        upper = ((_LEVELS[None, :] + 1.0) / _LEVELS[:, None] - 1.0) / c
     cdf = ndtr(upper)
     cdf[0] = 1.0  # a black pixel stays black
     return _identity_table(cdf)
@@ -172,14 +173,16 @@ def speckle_noise(image: np.ndarray, severity: int, rng: np.random.Generator) ->
 IMPULSE_NOISE_AMOUNT = (0.03, 0.06, 0.09, 0.17, 0.27)
 
 
+_IMPULSE_CHUNK = 1 << 16  # elements per chunk of raw draws
+
+
 @numba.njit(cache=True, nogil=True)
-def _impulse_kernel(img, u, t_salt, t_flip, out):  # pragma: no cover - compiled
+def _impulse_kernel(img, flip_raw, salt_raw, t_flip, out):  # pragma: no cover - compiled
+    # skimage's s&p: flipped = U1 <= amount, salted = U2 <= 0.5, with U = (raw >> 11) * 2**-53
+    # (NumPy's double from a 64-bit draw), so U <= p  <=>  raw >> 11 <= floor(p * 2**53).
     for i in range(img.size):
-        ui = u[i]
-        if ui < t_salt:
-            out[i] = 255
-        elif ui < t_flip:
-            out[i] = 0
+        if (flip_raw[i] >> np.uint64(11)) <= t_flip:
+            out[i] = 255 if (salt_raw[i] >> np.uint64(11)) <= np.uint64(1 << 52) else 0
         else:
             out[i] = img[i]
 
@@ -188,7 +191,12 @@ def impulse_noise(image: np.ndarray, severity: int, rng: np.random.Generator) ->
     """Salt-and-pepper noise per element, as skimage's ``random_noise(mode="s&p")``.
 
     Each element independently becomes 255 with probability ``c / 2``, 0 with probability
-    ``c / 2`` (amount ``c``, salt_vs_pepper 0.5), and is otherwise unchanged.
+    ``c / 2`` (amount ``c``, salt_vs_pepper 0.5), and is otherwise unchanged. The draws are
+    the reference's: imagecorruptions passes its ``seed`` to skimage, which draws
+    ``default_rng(seed).random(shape)`` twice (flips, then salt); the fast backend takes the
+    same seed from ``rng`` as the reference backend, reads the same PCG64 stream (the second
+    array through ``advance``) in chunks, and compares the raw draws with integer thresholds:
+    the same bytes as the reference, without its float arrays.
 
     Args:
         image: uint8 HxWx3 RGB image.
@@ -199,9 +207,16 @@ def impulse_noise(image: np.ndarray, severity: int, rng: np.random.Generator) ->
         The corrupted uint8 image.
     """
     c = IMPULSE_NOISE_AMOUNT[severity - 1]
+    seed = int(rng.integers(2**32))  # the reference backend's seed for the same rng
     flat = image.reshape(-1)
     out = np.empty_like(flat)
-    t_salt = np.uint64(round(0.5 * c * 2.0**32))
-    t_flip = np.uint64(round(c * 2.0**32))
-    _impulse_kernel(flat, _uniform_u32(rng, flat.size), t_salt, t_flip, out)
+    flips = np.random.PCG64(seed)  # default_rng(seed)'s bit generator
+    salts = np.random.PCG64(seed)
+    salts.advance(flat.size)  # past the flips' draws: one 64-bit draw per double
+    t_flip = np.uint64(math.floor(c * 2.0**53))
+    for start in range(0, flat.size, _IMPULSE_CHUNK):
+        stop = min(start + _IMPULSE_CHUNK, flat.size)
+        n = stop - start
+        _impulse_kernel(flat[start:stop], flips.random_raw(n), salts.random_raw(n), t_flip,
+                        out[start:stop])  # fmt: skip
     return out.reshape(image.shape)

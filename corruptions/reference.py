@@ -1,11 +1,14 @@
 """The reference backend: every corruption computed by imagecorruptions (bethgelab, imaug fork).
 
-imagecorruptions draws from NumPy's global random state (and, for impulse_noise and glass_blur,
-from a ``seed`` argument). To honour the contract (an explicit ``np.random.Generator``, no global
-state visible to the caller) each call seeds the global state from ``rng``, runs, and restores
-the previous global state. Output is rounded (imagecorruptions itself truncates with
-``np.uint8``); this makes the reference comparable pixel for pixel with the fast backend.
-Not thread-safe (global state), but safe across processes.
+Each call returns exactly what ``imagecorruptions.corrupt(image, severity, name)`` returns,
+byte for byte: its float result clipped, then truncated by ``np.uint8``. imagecorruptions draws
+from NumPy's global random state (and, for impulse_noise and glass_blur, from a ``seed``
+argument). To honour the contract (an explicit ``np.random.Generator``, no global state visible
+to the caller) each call seeds the global state from ``rng``, runs, and restores the previous
+global state. Not thread-safe (global state), but safe across processes.
+
+imagecorruptions is an optional dependency (``pip install 'robustseg[reference]'``); it is
+imported on first use.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from corruptions._util import to_uint8
+from corruptions.errors import CorruptionError
 from corruptions.registry import CORRUPTIONS
 
 _SEEDED = {"impulse_noise", "glass_blur"}
+_MISSING = "the reference backend needs imagecorruptions: pip install 'robustseg[reference]'"
 
 
 @contextmanager
@@ -30,16 +34,23 @@ def _global_seed(seed: int):
         np.random.set_state(state)
 
 
-def _run(name: str, image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    import imagecorruptions
-    from PIL import Image
+def _imagecorruptions():
+    try:
+        import imagecorruptions
+    except ImportError:
+        raise CorruptionError(_MISSING) from None
+    return imagecorruptions
 
-    fn = imagecorruptions.corruption_dict[name]
-    seed = int(rng.integers(2**32))
+
+def _run(name: str, image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    imagecorruptions = _imagecorruptions()
+    seed = int(rng.integers(2**32))  # the global state's seed, and the `seed` argument
     kwargs = {"seed": seed} if name in _SEEDED else {}
     with _global_seed(seed):
-        out = fn(Image.fromarray(image), severity, **kwargs)
-    return to_uint8(np.asarray(out, dtype=np.float64))
+        out = imagecorruptions.corrupt(image, severity, corruption_name=name, **kwargs)
+    # the same bytes; a fresh contiguous, writable array as the fast backend returns (PIL-made
+    # results are read-only, defocus_blur's is transposed)
+    return np.require(out, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
 def _make(name: str):

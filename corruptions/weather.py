@@ -1,4 +1,4 @@
-"""Fast weather corruptions (snow, frost, fog, spatter), in law as imagecorruptions (imaug fork)."""
+"""Fast weather corruptions (snow, frost, fog, spatter): imagecorruptions' bytes, exactly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numba
 import numpy as np
 
-from corruptions._util import paired_random_state, to_uint8
+from corruptions._util import paired_random_state
 from corruptions.blur import clipped_zoom, gaussian_filter, motion_blur_kernel_apply
 
 # ----------------------------------------------------------------------------------------------
@@ -29,6 +29,10 @@ SNOW_PARAMS: tuple[tuple[float, float, float, float, int, float, float], ...] = 
 def snow(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Snow: a zoomed, thresholded, motion-blurred normal layer added twice (rotated by 180°).
 
+    The layer and the blur angle are drawn from a generator seeded from ``rng`` exactly as the
+    reference backend seeds imagecorruptions, in its order, and every step is computed with
+    its arithmetic: for the same ``rng`` the two backends return the same bytes.
+
     Args:
         image: uint8 RGB image, HxWx3.
         severity: 1..5.
@@ -39,48 +43,39 @@ def snow(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     """
     loc, scale, zoom, thresh, radius, sigma, weight = SNOW_PARAMS[severity - 1]
     h, w = image.shape[:2]
-    # clipped_zoom reads only the central ceil(h/zoom) x ceil(w/zoom) window of its input, so
-    # only that window is drawn (the reference draws the whole HxW layer and discards the rest).
-    ch0, ch1 = int(np.ceil(h / zoom)), int(np.ceil(w / zoom))
-    top0, top1 = (h - ch0) // 2, (w - ch1) // 2
-    layer = np.zeros((h, w, 1), dtype=np.float32)
-    layer[top0 : top0 + ch0, top1 : top1 + ch1, 0] = rng.standard_normal(
-        (ch0, ch1), dtype=np.float32
-    ) * np.float32(scale) + np.float32(loc)
-    layer = clipped_zoom(layer, zoom)[..., 0]
+    rs = paired_random_state(rng)
+    layer = clipped_zoom(rs.normal(loc, scale, (h, w)), zoom)  # float64, a bit larger than HxW
     layer[layer < thresh] = 0
     np.clip(layer, 0, 1, out=layer)
-    layer = motion_blur_kernel_apply(layer, radius, sigma, rng.uniform(-135, -45))
-    # layer may be a few pixels larger than the image; _snow_blend reads its top-left HxW.
-    return to_uint8(_snow_blend(image, layer, np.float32(weight)))
+    layer = motion_blur_kernel_apply(layer, radius, sigma, rs.uniform(-135, -45))
+    # the reference rounds the layer to 1/255 steps, then crops it to the image
+    flakes = np.ascontiguousarray(np.round(layer * 255).astype(np.uint8)[:h, :w])
+    x = _UNIT_F32[image]  # np.array(image, dtype=np.float32) / 255.
+    gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
+    out = np.empty_like(image)
+    _snow_blend(x, gray, flakes, _UNIT, np.float32(weight), np.float32(1 - weight), out)
+    return out
+
+
+_UNIT = np.arange(256, dtype=np.float64) / 255.0  # k -> k / 255.
+_UNIT_F32 = np.arange(256, dtype=np.float32) / np.float32(255)  # float32 image / 255.
 
 
 @numba.njit(cache=True, nogil=True)
-def _snow_blend(img: np.ndarray, layer: np.ndarray, weight: np.float32) -> np.ndarray:
-    """The reference's final snow step, fused, in 0..255 units (float32 HxWx3).
-
-    ``weight * x + (1 - weight) * max(x, 1.5 * gray + 0.5)`` plus the snow layer, rounded to
-    1/255 steps as the reference rounds it, and the layer rotated by 180 degrees.
-    """
-    h, w = img.shape[0], img.shape[1]
-    out = np.empty((h, w, 3), np.float32)
-    rest = np.float32(1.0) - weight
+def _snow_blend(x, gray, flakes, unit, weight, rest, out):  # pragma: no cover - compiled
+    """The reference's last step: ``x = weight x + (1 - weight) max(x, 1.5 gray + 0.5)`` in
+    float32, then ``uint8(clip(x + s + rot180(s), 0, 1) * 255)`` in float64, s = flakes / 255."""
+    h, w = x.shape[0], x.shape[1]
     for i in range(h):
         for j in range(w):
-            r = np.float32(img[i, j, 0])
-            g = np.float32(img[i, j, 1])
-            b = np.float32(img[i, j, 2])
-            # cv2 RGB2GRAY weights; + 127.5 is the reference's + 0.5 on [0, 1]
-            lift = (r * np.float32(0.299) + g * np.float32(0.587) + b * np.float32(0.114)) * (
-                np.float32(1.5)
-            ) + np.float32(127.5)
-            flake = np.rint(layer[i, j] * np.float32(255.0)) + np.rint(
-                layer[h - 1 - i, w - 1 - j] * np.float32(255.0)
-            )
+            lift = gray[i, j] * np.float32(1.5) + np.float32(0.5)
+            s = unit[flakes[i, j]]
+            s_rot = unit[flakes[h - 1 - i, w - 1 - j]]
             for c in range(3):
-                v = np.float32(img[i, j, c])
-                out[i, j, c] = weight * v + rest * max(v, lift) + flake
-    return out
+                v = x[i, j, c]
+                b = weight * v + rest * max(v, lift)
+                t = (np.float64(b) + s) + s_rot
+                out[i, j, c] = np.uint8(min(max(t, 0.0), 1.0) * 255.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,7 +160,19 @@ def frost(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
     top = int(rs.randint(0, tex.shape[0] - h))
     left = int(rs.randint(0, tex.shape[1] - w))
     crop = tex[top : top + h, left : left + w]
-    return to_uint8(cv2.addWeighted(image, a, crop, b, 0.0, dtype=cv2.CV_32F))
+    out = np.empty_like(image)
+    _frost_blend(image, crop, float(a), float(b), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _frost_blend(img, crop, a, b, out):  # pragma: no cover - compiled
+    """``uint8(clip(a * img + b * crop, 0, 255))`` in float64, as the reference."""
+    for i in range(img.shape[0]):
+        for j in range(img.shape[1]):
+            for c in range(3):
+                t = a * np.float64(img[i, j, c]) + b * np.float64(crop[i, j, c])
+                out[i, j, c] = np.uint8(min(max(t, 0.0), 255.0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,12 +190,13 @@ FOG_PARAMS: tuple[tuple[float, float], ...] = (
 
 
 @numba.njit(cache=True, nogil=True)
-def _diamond_square(a: np.ndarray, wibbledecay: float) -> np.ndarray:
-    """The reference's diamond-square loop, in place.
+def _diamond_square(a: np.ndarray, u: np.ndarray, wibbledecay: float) -> np.ndarray:
+    """The reference's diamond-square loop on ``a`` (mapsize x mapsize, float32), in place.
 
-    On entry ``a`` (mapsize x mapsize, float32) holds one uniform in [0, 1) per point: each point
-    takes its noise from its own entry, then is overwritten by its value (its inputs are points
-    of coarser levels, already final). ``a[0, 0]`` is set to 0, as in the reference.
+    ``u`` (float64, same shape) holds one uniform in [0, 1) per point: each point takes its
+    noise ``wibble * U(-wibble, wibble)`` (NumPy's ``low + (high - low) * u``) from its own
+    entry. The arithmetic is the reference's: float32 sums of the neighbours, ``/ 4`` in
+    float32 (exact), plus the float64 noise, stored as float32. ``a[0, 0]`` is 0.
     """
     mapsize = a.shape[0]
     a[0, 0] = 0.0
@@ -197,7 +205,7 @@ def _diamond_square(a: np.ndarray, wibbledecay: float) -> np.ndarray:
     while step >= 2:
         half = step // 2
         n = mapsize // step
-        amp = wibble * wibble  # wibble * U(-wibble, wibble), as in the reference
+        width = wibble - -wibble
         # squares: centre = mean of the four corners (toroidal) + noise
         for i in range(n):
             i1 = i + 1 if i + 1 < n else 0
@@ -206,8 +214,8 @@ def _diamond_square(a: np.ndarray, wibbledecay: float) -> np.ndarray:
                 s = (a[i * step, j * step] + a[i1 * step, j * step]) + (
                     a[i * step, j1 * step] + a[i1 * step, j1 * step]
                 )
-                c = a[i * step + half, j * step + half]
-                a[i * step + half, j * step + half] = s / 4 + amp * (2.0 * c - 1.0)
+                noise = wibble * (-wibble + width * u[i * step + half, j * step + half])
+                a[i * step + half, j * step + half] = s / np.float32(4) + noise
         # diamonds: edge midpoints = mean of the two adjacent centres and two corners + noise
         # (top midpoints, then left ones)
         for i in range(n):
@@ -217,8 +225,8 @@ def _diamond_square(a: np.ndarray, wibbledecay: float) -> np.ndarray:
                 top = (
                     a[i * step + half, j * step + half] + a[im * step + half, j * step + half]
                 ) + (a[i * step, j * step] + a[i * step, j1 * step])
-                c = a[i * step, j * step + half]
-                a[i * step, j * step + half] = top / 4 + amp * (2.0 * c - 1.0)
+                noise = wibble * (-wibble + width * u[i * step, j * step + half])
+                a[i * step, j * step + half] = top / np.float32(4) + noise
         for i in range(n):
             i1 = i + 1 if i + 1 < n else 0
             for j in range(n):
@@ -226,8 +234,8 @@ def _diamond_square(a: np.ndarray, wibbledecay: float) -> np.ndarray:
                 left = (
                     a[i * step + half, j * step + half] + a[i * step + half, jm * step + half]
                 ) + (a[i * step, j * step] + a[i1 * step, j * step])
-                c = a[i * step + half, j * step]
-                a[i * step + half, j * step] = left / 4 + amp * (2.0 * c - 1.0)
+                noise = wibble * (-wibble + width * u[i * step + half, j * step])
+                a[i * step + half, j * step] = left / np.float32(4) + noise
         step = half
         wibble /= wibbledecay
     return a
@@ -235,6 +243,10 @@ def _diamond_square(a: np.ndarray, wibbledecay: float) -> np.ndarray:
 
 def plasma_fractal(mapsize: int, wibbledecay: float, rng: np.random.Generator) -> np.ndarray:
     """Diamond-square height map, as imagecorruptions' ``plasma_fractal``, drawn from ``rng``.
+
+    The uniforms come from a generator seeded from ``rng`` as the reference backend seeds
+    imagecorruptions, in the reference's order; with its arithmetic, the map is the reference's
+    map bit for bit.
 
     Args:
         mapsize: side length, a power of two.
@@ -246,22 +258,22 @@ def plasma_fractal(mapsize: int, wibbledecay: float, rng: np.random.Generator) -
     """
     a = _plasma_raw(mapsize, wibbledecay, rng)
     a -= a.min()
-    a /= a.max()
-    return a
+    return a / a.max()
 
 
 def _plasma_raw(mapsize: int, wibbledecay: float, rng: np.random.Generator) -> np.ndarray:
     """The plasma fractal before its shift and scale to [0, 1]."""
     if mapsize < 2 or mapsize & (mapsize - 1):
         raise ValueError(f"mapsize must be a power of two >= 2, got {mapsize}")
-    return _diamond_square(_reference_order_uniforms(mapsize, paired_random_state(rng)),
-                           float(wibbledecay))  # fmt: skip
+    u = _reference_order_uniforms(mapsize, paired_random_state(rng))
+    return _diamond_square(np.zeros((mapsize, mapsize), np.float32), u, float(wibbledecay))
 
 
 def _reference_order_uniforms(mapsize: int, rs: np.random.RandomState) -> np.ndarray:
-    """One uniform per map point ([0, 0] unused), drawn in the reference's order: per level,
-    the square centres, then the top edge midpoints, then the left ones, each (n, n) row-major."""
-    a = np.zeros((mapsize, mapsize), np.float32)
+    """One float64 uniform per map point ([0, 0] unused), drawn in the reference's order: per
+    level, the square centres, then the top edge midpoints, then the left ones, each (n, n)
+    row-major."""
+    a = np.zeros((mapsize, mapsize), np.float64)
     step = mapsize
     while step >= 2:
         half, n = step // 2, mapsize // step
@@ -286,31 +298,24 @@ def fog(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     strength, decay = FOG_PARAMS[severity - 1]
     h, w = image.shape[:2]
     mapsize = 1 << (max(h, w, 3) - 1).bit_length()  # next power of two of the longest side
-    raw = _plasma_raw(mapsize, decay, rng)
-    lo = raw.min()  # the fractal is (raw - lo) / (hi - lo), as plasma_fractal returns it
-    hi = raw.max()
-    peak = float(image.max()) / 255.0
-    gain = peak / (peak + strength)
-    return to_uint8(
-        _fog_blend(image, raw, np.float32(lo), np.float32(hi - lo), 255.0 * strength, gain)
-    )
+    fractal = plasma_fractal(mapsize, decay, rng)
+    # the reference adds strength * fractal in float32 (a Python float times a float32 array)
+    layer = np.ascontiguousarray(np.float32(strength) * fractal[:h, :w])
+    peak = float(image.max()) / 255.0  # x.max() of x = image / 255.
+    out = np.empty_like(image)
+    _fog_blend(image, layer, _UNIT, peak, peak + strength, out)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _fog_blend(
-    img: np.ndarray, raw: np.ndarray, lo: np.float32, span: np.float32, k: float, gain: float
-) -> np.ndarray:
-    """``(img + k * fractal) * gain`` with ``fractal = (raw - lo) / span``, float32 HxWx3."""
-    h, w = img.shape[0], img.shape[1]
-    out = np.empty((h, w, 3), np.float32)
-    k32 = np.float32(k)
-    g32 = np.float32(gain)
-    for i in range(h):
-        for j in range(w):
-            f = k32 * ((raw[i, j] - lo) / span)
+def _fog_blend(img, layer, unit, peak, denom, out):  # pragma: no cover - compiled
+    """``uint8(clip((x + layer) * peak / denom, 0, 1) * 255)`` with ``x = img / 255.``, float64."""
+    for i in range(img.shape[0]):
+        for j in range(img.shape[1]):
+            f = np.float64(layer[i, j])
             for c in range(3):
-                out[i, j, c] = (np.float32(img[i, j, c]) + f) * g32
-    return out
+                t = (unit[img[i, j, c]] + f) * peak / denom
+                out[i, j, c] = np.uint8(min(max(t, 0.0), 1.0) * 255.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,8 +330,10 @@ SPATTER_PARAMS: tuple[tuple[float, float, float, float, float, int], ...] = (
     (0.65, 0.3, 1, 0.65, 1.5, 1),
     (0.67, 0.4, 1, 0.65, 1.5, 1),
 )
-_WATER_RGB = np.array([175, 238, 238], dtype=np.float32)  # pale turquoise
-_MUD_RGB = np.array([63, 42, 20], dtype=np.float32)  # mud brown
+# pale turquoise, as the reference's float32 layers (175 / 255. times a float32 array)
+_WATER_RGB = np.array([175 / 255.0, 238 / 255.0, 238 / 255.0], dtype=np.float32)
+# mud brown, as the reference's float64 layers (63 / 255. times a uint8 array)
+_MUD_RGB = np.array([63 / 255.0, 42 / 255.0, 20 / 255.0], dtype=np.float64)
 _EMBOSS = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
 
 
@@ -344,12 +351,13 @@ def spatter(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
     loc, scale, sigma, thresh, strength, mud = SPATTER_PARAMS[severity - 1]
     # the reference's draw, paired (see paired_random_state): few drops survive the threshold
     # at low severities, so unpaired layers differ a lot between seeds
-    liquid = paired_random_state(rng).normal(loc, scale, image.shape[:2]).astype(np.float32)
+    liquid = paired_random_state(rng).normal(loc, scale, image.shape[:2])  # float64
     liquid = gaussian_filter(liquid, sigma)
     liquid[liquid < thresh] = 0
+    out = np.empty_like(image)
     if not mud:
-        # The reference's cvtColor calls (BGR2BGRA, BGRA2BGR) only add and drop an alpha
-        # channel: the colour is added to the RGB channels in the order written.
+        # The reference's cvtColor calls (GRAY2BGRA, BGR2BGRA, BGRA2BGR) only add and drop
+        # channels: the colour is added to the RGB channels in the order written.
         liquid8 = (liquid * 255).astype(np.uint8)  # truncation, as in the reference
         dist = 255 - cv2.Canny(liquid8, 50, 150)
         dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
@@ -358,26 +366,41 @@ def spatter(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
         dist = cv2.equalizeHist(dist)
         dist = cv2.filter2D(dist, cv2.CV_8U, _EMBOSS)
         dist = cv2.blur(dist, (3, 3)).astype(np.float32)
-        m = liquid8 * dist
-        peak = float(m.max())
-        # The reference divides by zero here (NaN output) when no drop survives.
-        m *= np.float32(strength / peak) if peak > 0 else np.float32(0)
-        return to_uint8(_tint(image, m, _WATER_RGB, False))
-    m = gaussian_filter((liquid > thresh).astype(np.float32), strength)
+        m = liquid8 * dist  # float32
+        peak = m.max()
+        if peak == 0:  # no drop survives: the reference divides 0 by 0 (NaN output)
+            out[...] = image
+            return out
+        m /= peak
+        m *= np.float32(strength)
+        _water(image, m, _UNIT_F32, _WATER_RGB, out)
+        return out
+    m = gaussian_filter((liquid > thresh).astype(np.float32), strength)  # float32, as skimage
     m[m < 0.8] = 0
-    return to_uint8(_tint(image, m, _MUD_RGB, True))
+    _mud(image, m, _UNIT_F32, _MUD_RGB, out)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _tint(img: np.ndarray, m: np.ndarray, color: np.ndarray, cover: bool) -> np.ndarray:
-    """``img * (1 - m) + m * color`` if ``cover`` (mud) else ``img + m * color`` (water)."""
-    h, w = img.shape[0], img.shape[1]
-    out = np.empty((h, w, 3), np.float32)
-    one = np.float32(1.0)
-    for i in range(h):
-        for j in range(w):
+def _water(img, m, unit32, color, out):  # pragma: no cover - compiled
+    """``uint8(clip(x + m * color, 0, 1) * 255)``, all in float32, x = float32 image / 255."""
+    for i in range(img.shape[0]):
+        for j in range(img.shape[1]):
             mij = m[i, j]
-            keep = one - mij if cover else one
             for c in range(3):
-                out[i, j, c] = np.float32(img[i, j, c]) * keep + mij * color[c]
-    return out
+                t = unit32[img[i, j, c]] + mij * color[c]
+                t = min(max(t, np.float32(0)), np.float32(1)) * np.float32(255)
+                out[i, j, c] = np.uint8(t)
+
+
+@numba.njit(cache=True, nogil=True)
+def _mud(img, m, unit32, color, out):  # pragma: no cover - compiled
+    """``uint8(clip(x * (1 - m) + color * m, 0, 1) * 255)``: x * (1 - m) in float32, the mud
+    colour (float64, as the reference's) times m in float64, the sum in float64."""
+    for i in range(img.shape[0]):
+        for j in range(img.shape[1]):
+            mij = m[i, j]
+            keep = np.float32(1) - mij
+            for c in range(3):
+                t = np.float64(unit32[img[i, j, c]] * keep) + color[c] * np.float64(mij)
+                out[i, j, c] = np.uint8(min(max(t, 0.0), 1.0) * 255.0)

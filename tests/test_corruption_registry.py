@@ -143,15 +143,43 @@ def test_fast_backend_contract(name, small_image):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(37, 53, 3), (64, 64), (5, 7, 1), (3, 4, 5)])
-def test_to_uint8_is_clip_of_round_half_even(dtype, shape):
-    from corruptions._util import to_uint8
+def test_clip_truncate_is_imagecorruptions_uint8(dtype, shape):
+    """clip, then truncate: np.uint8 of the clipped float, as imagecorruptions ends."""
+    from corruptions._util import clip_truncate
 
     rng = np.random.default_rng(0)
     x = (rng.random(shape) * 400 - 70).astype(dtype)
-    ties = np.concatenate([np.arange(25) - 0.5, 255 + np.arange(25) - 0.5]).astype(dtype)
-    x.flat[:50] = ties  # exact .5 ties, also just below 0 and around 255
-    np.testing.assert_array_equal(to_uint8(x), np.clip(np.rint(x), 0, 255).astype(np.uint8))
-    y = rng.random(shape).astype(dtype)
-    np.testing.assert_array_equal(
-        to_uint8(y, 255.0), np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
-    )
+    edges = np.concatenate([np.arange(25) - 0.5, 255 + np.arange(25) - 0.5]).astype(dtype)
+    edges[::3] = np.nextafter(np.rint(edges[::3]), dtype(-np.inf))  # just below integers
+    x.flat[:50] = edges  # halves, integers and values just below them, around 0 and 255
+    got = clip_truncate(x)
+    assert got.dtype == np.uint8 and got.shape == shape
+    np.testing.assert_array_equal(got, np.uint8(np.clip(x, 0, 255)))
+    assert clip_truncate(np.array([254.9999, 0.5, -0.5, 255.5, 3.0], dtype)).tolist() == [
+        254, 0, 0, 255, 3,
+    ]  # fmt: skip
+    assert clip_truncate(x[:, ::2]).shape == x[:, ::2].shape  # any layout
+
+
+def test_reference_backend_is_imagecorruptions_corrupt(small_image):
+    """The reference backend returns imagecorruptions.corrupt's own (truncated) bytes."""
+    import imagecorruptions
+
+    state = np.random.get_state()
+    for name in ("brightness", "gaussian_blur", "impulse_noise"):
+        seed = int(np.random.default_rng(3).integers(2**32))
+        np.random.seed(seed)
+        kwargs = {"seed": seed} if name == "impulse_noise" else {}
+        want = imagecorruptions.corrupt(small_image, 2, corruption_name=name, **kwargs)
+        np.random.set_state(state)
+        got = corrupt(small_image, name, 2, np.random.default_rng(3), backend="reference")
+        assert got.tobytes() == want.tobytes(), name
+        assert got.flags.c_contiguous and got.flags.writeable
+
+
+def test_reference_backend_without_imagecorruptions(small_image, monkeypatch):
+    """imagecorruptions is optional: the reference backend then refuses in one line."""
+    monkeypatch.setitem(sys.modules, "imagecorruptions", None)  # import raises ImportError
+    with pytest.raises(CorruptionError, match=r"pip install 'robustseg\[reference\]'"):
+        corrupt(small_image, "fog", 1, 0, backend="reference")
+    assert corrupt(small_image, "frost", 1, 0).shape == small_image.shape  # fast: no need
