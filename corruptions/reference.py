@@ -21,6 +21,11 @@ from corruptions.errors import CorruptionError
 from corruptions.registry import CORRUPTIONS
 
 _SEEDED = {"impulse_noise", "glass_blur"}
+
+# The fast backend against this one, for the same rng (tests/test_corruption_fidelity.py,
+# `benchmarks/bench_corruptions.py --fidelity`): the same bytes for every corruption but these.
+NOT_PAIRED = ("gaussian_noise", "shot_noise", "speckle_noise")  # own draws: the same law only
+NOT_EXACT = ("defocus_blur",)  # float32 sums: a few pixels in 100,000 one grey level off
 _MISSING = "the reference backend needs imagecorruptions: pip install 'robustseg[reference]'"
 
 
