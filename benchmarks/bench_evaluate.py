@@ -27,7 +27,7 @@ import torch
 from corruptions import corrupt
 from corruptions.protocol import variant_rng
 from robustbench_seg.data.cityscapes import list_pairs, load_label
-from robustbench_seg.data.cityscapes_c import read_rgb
+from robustbench_seg.data.images import read_rgb
 from robustbench_seg.engine.evaluate import evaluate
 from robustbench_seg.engine.scoring import Segmenter
 from robustbench_seg.models import load

@@ -2,6 +2,12 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenCV's own log lines (e.g. "PNG input buffer is incomplete") would add a second line to the
+# one-line errors: decoding failures are reported by our code, naming the file.
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
 from robustbench_seg.errors import RobustSegError  # noqa: E402
 
 __all__ = [

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from robustbench_seg.errors import USER_ERRORS
+from robustbench_seg.errors import error_line
 
 
 def _progress() -> bool:
@@ -18,24 +17,42 @@ def _progress() -> bool:
     return not os.environ.get("ROBUSTSEG_NO_PROGRESS")
 
 
-def _user_errors(fn):
-    """Show a user-caused error as one line (exit 2); Ctrl-C as one line (exit 130)."""
+class _Cli(click.Group):
+    """The ``robustseg`` group: every error reaches the user as one line on stderr.
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    Exit codes: 2 for a user mistake (bad option, path, name, format), 1 for a failure of the
+    system (permission, read-only or full disk, unreadable input), 130 for an interruption
+    (robustbench_seg.errors). An unexpected error (a bug) keeps its traceback.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
         try:
-            return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
-            click.echo(f"robustseg: error: {exc}", err=True)
-            sys.exit(getattr(exc, "exit_code", 2))
-        except KeyboardInterrupt:
-            click.echo("robustseg: interrupted; finished work is kept, re-run to resume", err=True)
-            sys.exit(130)
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            _fail(f"{exc.format_message()}{hint}", 2)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            _fail("interrupted; finished work is kept, re-run the same command to resume", 130)
+        except Exception as exc:
+            shown = error_line(exc)
+            if shown is None:
+                raise
+            _fail(*shown)
+        sys.exit(code if isinstance(code, int) else 0)
 
-    return wrapper
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"robustseg: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="robustseg")
 def cli() -> None:
     """robustseg: robustness benchmarking for semantic segmentation.
@@ -61,42 +78,129 @@ def corruptions_cmd() -> None:
         click.echo(f"{name:<18} {c.category:<8} {sev:<24} {note}")
 
 
+# ----------------------------------------------------------------------------- shared options
+# One meaning per option in every command (README, "Options every command shares").
+
+
+class _Size(click.ParamType):
+    """``WIDTHxHEIGHT`` or ``N`` (NxN), converted to ``(height, width)``."""
+
+    name = "WxH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        from robustbench_seg.errors import RobustSegError
+        from robustbench_seg.sizes import parse_size
+
+        try:
+            return parse_size(value, option=param.opts[0] if param is not None else "size")
+        except RobustSegError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = _Size()
+
+
+def _out_option(help: str, **kwargs):
+    return click.option(
+        "--out", type=click.Path(path_type=Path), required=True, help=help, **kwargs
+    )
+
+
+def _workers_option(default: str):
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Worker processes beside the main one (0: all work in the main process). "
+        f"Default: {default}.",
+    )
+
+
+_device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (the GPU when there is one, else the CPU), cpu, cuda or cuda:N.",
+)
+
+
+def _root_option(extra: str = ""):
+    return click.option(
+        "--cityscapes-root",
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"Cityscapes root (with leftImg8bit/ and gtFine/){extra}. "
+        "Default: $CITYSCAPES_DATASET.",
+    )
+
+
+_split_option = click.option(
+    "--split", default="val", show_default=True, help="Dataset split: train, val or test."
+)
+_limit_option = click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only the first N images of the split (sorted by id). Default: all.",
+)
+_corruptions_help = (
+    "'benchmark' (the 16 of Cityscapes-C), a category (noise, blur, digital, weather), "
+    "'all' (19), 'extra' (zoom_blur, elastic_transform, pixelate), or comma-separated names"
+)
+_severities_help = (
+    "'protocol' (1-3 for the four noises, 1-5 for the rest: 72 variants), 'all' (1-5), or a "
+    "list such as '1,3,5' or '1-3'."
+)
+
+
 @cli.command("corrupt")
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--corruption", "-c", default=None, help="Corruption name (see `robustseg corruptions`)."
+    "--corruption",
+    "-c",
+    default=None,
+    help="Corruption name (see `robustseg corruptions`); needed with -o. Default: none.",
 )
-@click.option("--severity", "-s", type=int, default=3, show_default=True, help="Severity 1..5.")
+@click.option("--severity", "-s", type=click.IntRange(1, 5), default=3, show_default=True,
+              help="Severity 1..5.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the corruption's random draws (same seed, same pixels).")  # fmt: skip
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed (same seed, same pixels)."
-)
-@click.option(
-    "--backend", type=click.Choice(["fast", "reference"]), default="fast", show_default=True
+    "--backend",
+    type=click.Choice(["fast", "reference"]),
+    default="fast",
+    show_default=True,
+    help="fast (ours) or reference (imagecorruptions itself; pip install 'robustseg[reference]').",
 )
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the corrupted image here (PNG).",
+    help="Write the corrupted image here (PNG). Default: none.",
 )
 @click.option(
     "--sheet",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write a contact sheet of IMAGE under all 16 Cityscapes-C corruptions.",
+    help="Write a contact sheet of IMAGE under all 16 Cityscapes-C corruptions here (PNG). "
+    "Default: none.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@_user_errors
+@click.option("--overwrite", is_flag=True, help="Replace existing output files (never IMAGE).")
 def corrupt_cmd(image, corruption, severity, seed, backend, output, sheet, overwrite) -> None:
-    """Corrupt one IMAGE, or render a contact sheet of all 16 benchmark corruptions."""
+    """Corrupt one IMAGE, or render a contact sheet of all 16 benchmark corruptions.
+
+    Example: robustseg corrupt street.png -c fog -s 3 -o street-fog3.png
+    """
     from robustbench_seg.corrupt_tools import contact_sheet, corrupt_file
 
     if output is None and sheet is None:
         raise click.UsageError("give -o OUT.png (with --corruption) and/or --sheet SHEET.png")
+    if output is not None and corruption is None:
+        raise click.UsageError("-o needs --corruption NAME")
     if output is not None:
-        if corruption is None:
-            raise click.UsageError("-o needs --corruption NAME")
         corrupt_file(
             image, corruption, severity, output, seed=seed, backend=backend, overwrite=overwrite
         )
@@ -107,45 +211,29 @@ def corrupt_cmd(image, corruption, severity, seed, backend, output, sheet, overw
 
 
 @cli.command("make-cityscapes-c")
-@click.option(
-    "--cityscapes-root",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Cityscapes root (with leftImg8bit/ and gtFine/). Default: $CITYSCAPES_DATASET.",
-)
+@_root_option()
 @click.option("--split", default="val", show_default=True, help="Split to corrupt.")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Output folder for the Cityscapes-C tree.",
-)
-@click.option(
-    "--corruptions",
-    default="benchmark",
-    show_default=True,
-    help="'benchmark' (the 16), a category (noise, blur, digital, weather), 'all', "
-    "'extra', or comma-separated names.",
-)
-@click.option(
-    "--severities",
-    default="protocol",
-    show_default=True,
-    help="'protocol' (1-3 for the noises, 1-5 otherwise: 72 variants), 'all' (1-5), "
-    "or a list such as '1,3,5' or '1-3'.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Base seed.")
-@click.option("--workers", type=int, default=None, help="Processes. Default: all cores.")
-@click.option("--limit", type=int, default=None, help="Only the first N images (sorted).")
+@_out_option("Output folder for the Cityscapes-C tree (new, empty, or one made by this command).")
+@click.option("--corruptions", default="benchmark", show_default=True,
+              help=_corruptions_help + ".")  # fmt: skip
+@click.option("--severities", default="protocol", show_default=True, help=_severities_help)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Base seed of the seeding rule (README: Seeding).")  # fmt: skip
+@_workers_option("all cores")
+@_limit_option
 @click.option(
     "--backend",
     type=click.Choice(["fast", "reference"]),
     default="fast",
     show_default=True,
-    help="fast (ours) or reference (imagecorruptions).",
+    help="fast (ours) or reference (imagecorruptions; pip install 'robustseg[reference]').",
 )
-@click.option("--skip-bad", is_flag=True, help="Record unreadable images as failed and go on.")
-@_user_errors
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    help="Record unreadable images as failed (in metadata.json and the summary) and go on, "
+    "instead of stopping at the first.",
+)
 def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, seed, workers,
                           limit, backend, skip_bad) -> None:  # fmt: skip
     """Generate Cityscapes-C: every image of the split under every corruption and severity.
@@ -185,50 +273,42 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
     "(cityscapes, synthetic, ...), a catalog id, a file or save_pretrained folder, an https:// "
     "URL, hf://<repo id>, or 'none' (random init).",
 )
-@click.option(
-    "--cityscapes-root",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Cityscapes root. Default: $CITYSCAPES_DATASET.",
-)
-@click.option("--split", default="val", show_default=True)
+@_root_option()
+@_split_option
 @click.option(
     "--cityscapes-c",
     type=click.Path(path_type=Path),
     default=None,
-    help="A tree made by make-cityscapes-c; without it, images are corrupted on the fly "
-    "(identical pixels).",
+    help="A tree made by make-cityscapes-c from this dataset. Default: none (images are "
+    "corrupted on the fly, identical pixels).",
 )
-@click.option(
-    "--corruptions",
-    default="benchmark",
-    show_default=True,
-    help="As make-cityscapes-c; 'none' evaluates the clean images only.",
-)
-@click.option("--severities", default="protocol", show_default=True, help="As make-cityscapes-c.")
+@click.option("--corruptions", default="benchmark", show_default=True,
+              help=_corruptions_help + "; 'none' evaluates the clean images only.")  # fmt: skip
+@click.option("--severities", default="protocol", show_default=True, help=_severities_help)
 @click.option("--no-clean", is_flag=True, help="Skip the clean cell.")
-@click.option("--limit", type=int, default=None, help="Only the first N images (sorted).")
+@_limit_option
 @click.option(
     "--inference",
     type=click.Choice(["auto", "slide", "whole"]),
     default="auto",
     show_default=True,
-    help="auto: the whole image when it fits in --crop, else sliding windows (slide, "
-    "mmseg's slide_inference); whole: the whole image always.",
+    help="auto: the whole image when it fits in --crop, else sliding windows; slide: always "
+    "sliding windows (mmseg's slide_inference); whole: the whole image always.",
 )
-@click.option("--crop", type=int, default=1024, show_default=True, help="Sliding-window size.")
-@click.option("--stride", type=int, default=768, show_default=True, help="Sliding-window step.")
+@click.option("--crop", type=SIZE, default="1024", show_default=True,
+              help="Sliding-window size, WxH or N for NxN (SegFormer's test crop: 1024).")  # fmt: skip
+@click.option("--stride", type=SIZE, default="768", show_default=True,
+              help="Sliding-window step, WxH or N; at most --crop.")  # fmt: skip
+@click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Windows (slide) or images (whole) per forward pass.")  # fmt: skip
+@_workers_option("min(4, cores) loader processes")
+@_device_option
 @click.option(
-    "--batch-size",
-    type=int,
-    default=2,
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
     show_default=True,
-    help="Windows (slide) or images (whole) per forward pass.",
-)
-@click.option("--workers", type=int, default=None, help="Loader processes. Default: min(4, cores).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True
+    help="Autocast precision of the forward pass (fp16 needs a GPU).",
 )
 @click.option(
     "--seed",
@@ -244,19 +324,16 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
     help="Corruption backend for on-the-fly corruption. Default: fast (a --cityscapes-c tree "
     "brings its own; another value is refused).",
 )
-@click.option(
-    "--out", type=click.Path(path_type=Path), required=True, help="Run directory, e.g. runs/b5."
-)
+@_out_option("Run directory, e.g. runs/b5 (new, empty, or a run of this command: resumed).")
 @click.option("--overwrite", is_flag=True, help="Replace a run of another configuration in --out.")
 @click.option(
     "--save-predictions",
-    type=int,
+    type=click.IntRange(min=0),
     default=3,
     show_default=True,
     help="Keep the predicted label maps of the first N images of every cell in "
     "OUT/predictions/ (what `report --qualitative` shows; 0: none).",
 )
-@_user_errors
 def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptions, severities,
                  no_clean, limit, inference, crop, stride, batch_size, workers, device, precision,
                  seed, backend, out, overwrite, save_predictions) -> None:  # fmt: skip
@@ -294,25 +371,17 @@ def _check_cuda(device: str) -> None:
         resolve_device(device)
 
 
-def _parse_size(value: str) -> tuple[int, int]:
-    """``WxH`` (e.g. 1024x512) → (H, W)."""
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: use WIDTHxHEIGHT, e.g. 1024x512") from None
-    return h, w
-
-
 @cli.command("make-synthetic-city")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output dataset root.")
-@click.option(
-    "--train", "n_train", type=int, default=100, show_default=True, help="Training images."
-)
-@click.option("--val", "n_val", type=int, default=50, show_default=True, help="Validation images.")
-@click.option("--size", default="1024x512", show_default=True, help="WIDTHxHEIGHT.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=int, default=None, help="Processes. Default: all cores.")
-@_user_errors
+@_out_option("Output dataset root (new, empty, or a synthetic city of the same seed and size).")
+@click.option("--train", "n_train", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Training images.")  # fmt: skip
+@click.option("--val", "n_val", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Validation images.")  # fmt: skip
+@click.option("--size", type=SIZE, default="1024x512", show_default=True,
+              help="Image size, WxH (at least 128x64).")  # fmt: skip
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the scenes (same seed, same bytes).")  # fmt: skip
+@_workers_option("all cores")
 def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
     """Render procedural street scenes in Cityscapes layout (leftImg8bit + gtFine labelIds).
 
@@ -323,25 +392,20 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
     from robustbench_seg.data.synthetic import make_synthetic_city
 
     summary = make_synthetic_city(
-        out, train=n_train, val=n_val, size=_parse_size(size), seed=seed,
-        workers=workers or os.cpu_count() or 1, progress=_progress(),
-    )  # fmt: skip
+        out, train=n_train, val=n_val, size=size, seed=seed, workers=workers, progress=_progress()
+    )
     click.echo(summary.line())
 
 
 @cli.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Report folder, e.g. reports/study.",
-)
+@_out_option("Report folder, e.g. reports/study (new, empty, or a report: replaced).")
 @click.option(
     "--baseline",
     type=click.Path(path_type=Path),
     default=None,
-    help="A run directory to compute corruption degradation (CD, mCD) against.",
+    help="A run directory to compute corruption degradation (CD, mCD) against, evaluated on "
+    "the same images. Default: none (no CD columns).",
 )
 @click.option(
     "--reference",
@@ -351,7 +415,7 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
 )
 @click.option(
     "--qualitative",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Images in the qualitative grid (from the predictions the runs saved with "
@@ -367,15 +431,14 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
     "--cityscapes-root",
     type=click.Path(path_type=Path),
     default=None,
-    help="Dataset root for the qualitative grid (default: the one recorded in the runs).",
+    help="Dataset root for the qualitative grid. Default: the one recorded in the runs.",
 )
 @click.option(
     "--erf",
     type=click.Path(path_type=Path),
     default=None,
-    help="A `robustseg erf` output folder: adds its ERF grid and statistics.",
+    help="A `robustseg erf` output folder: adds its ERF grid and statistics. Default: none.",
 )
-@_user_errors
 def report_cmd(
     runs, out, baseline, reference, qualitative, qualitative_corruptions, cityscapes_root, erf
 ) -> None:
@@ -414,32 +477,26 @@ def report_cmd(
 @click.option(
     "--weights",
     multiple=True,
-    help="Weights per --model (one for all, or one each); default: the catalog's.",
+    help="Weights per --model (one for all, or one each; as evaluate --weights). Default: "
+    "the catalog's.",
 )
-@click.option(
-    "--cityscapes-root",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Cityscapes root (default: $CITYSCAPES_DATASET), or use --images.",
-)
-@click.option("--split", default="val", show_default=True)
+@_root_option(", or use --images")
+@_split_option
 @click.option(
     "--images",
     "images_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="A folder of images instead of Cityscapes.",
+    help="A folder of images (PNG/JPEG) instead of Cityscapes. Default: none.",
 )
-@click.option(
-    "--num-images", type=int, default=100, show_default=True, help="Seeded choice of images."
-)
-@click.option(
-    "--size", default="1024x512", show_default=True, help="WIDTHxHEIGHT the images are resized to."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@_user_errors
+@click.option("--num-images", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Images averaged over (a seeded choice).")  # fmt: skip
+@click.option("--size", type=SIZE, default="1024x512", show_default=True,
+              help="WxH the images are resized to.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the choice of images.")  # fmt: skip
+@_device_option
+@_out_option("Output folder (new, empty, or an erf output: replaced).")
 def erf_cmd(
     models, weights, cityscapes_root, split, images_dir, num_images, size, seed, device, out
 ) -> None:
@@ -463,21 +520,45 @@ def erf_cmd(
         weight_arg = "default"
     result = compute_erf(
         list(models), weights=weight_arg, cityscapes_root=cityscapes_root, split=split,
-        images_dir=images_dir, num_images=num_images, size=_parse_size(size), seed=seed,
+        images_dir=images_dir, num_images=num_images, size=size, seed=seed,
         device=device, out=out, progress=_progress(),
     )  # fmt: skip
     click.echo(result.line())
 
 
-def _pair_option(value: str | None):
+def _recipe(field: str, segformer, deeplab) -> str:
+    """'Default: the recipe's (SegFormer X, DeepLabV3+ Y)'; tests check the numbers against
+    robustbench_seg.engine.recipes.RECIPES (importing it here would load torch for --help)."""
+    if segformer == deeplab:
+        return f"Default: the recipe's ({segformer})."
+    return f"Default: the recipe's (SegFormer {segformer}, DeepLabV3+ {deeplab})."
+
+
+# Recipe fields behind train's options: (SegFormer, DeepLabV3+) defaults, as shown in --help.
+TRAIN_DEFAULTS = {
+    "eval_every": (16000, 8000), "iters": (160000, 80000), "batch_size": (8, 8),
+    "samples_per_gpu": (1, 2), "crop": ("1024x1024", "1024x512"), "scale": ("2048x1024", "2048x1024"),
+    "ratio_range": ("0.5,2.0", "0.5,2.0"), "lr": (6e-5, 0.01), "weight_decay": (0.01, 5e-4),
+    "optimizer": ("adamw", "sgd"), "momentum": (0.9, 0.9), "poly_power": (1.0, 0.9),
+    "min_lr": (0.0, 1e-4), "warmup_iters": (1500, 0), "head_lr_mult": (10.0, 1.0),
+    "aux_weight": (0.0, 0.4), "cat_max_ratio": (0.75, 0.75), "flip_prob": (0.5, 0.5),
+    "photometric": ("on", "on"), "freeze_norms": ("off", "off"),
+    "checkpoint_every": (16000, 8000), "eval_mode": ("slide", "whole"), "class_weight": ("none", "none"),
+}  # fmt: skip
+
+
+def _r(field: str, text: str) -> str:
+    return f"{text} {_recipe(field, *TRAIN_DEFAULTS[field])}"
+
+
+def _ratio_range(value: str | None):
     if value is None:
         return None
-    parts = [p for p in value.lower().replace("x", ",").split(",") if p]
     try:
-        nums = [float(p) if "." in p else int(p) for p in parts]
+        lo, hi = (float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r}: use N or A,B (e.g. 1024 or 512,1024)") from None
-    return nums[0] if len(nums) == 1 else tuple(nums)
+        raise click.BadParameter(f"{value!r}: use MIN,MAX (e.g. 0.5,2.0)") from None
+    return lo, hi
 
 
 @cli.command("train")
@@ -488,18 +569,8 @@ def _pair_option(value: str | None):
     help="Architecture: registry name or alias (b0..b5, deeplabv3plus-r50, ...); starting "
     "weights go to --init.",
 )
-@click.option(
-    "--cityscapes-root",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Dataset root with train and val splits. Default: $CITYSCAPES_DATASET.",
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Run directory, e.g. runs/train-b0.",
-)
+@_root_option(" with train and val splits")
+@_out_option("Run directory, e.g. runs/train-b0 (new or empty; an earlier run with --resume).")
 @click.option(
     "--init",
     default="imagenet",
@@ -508,58 +579,82 @@ def _pair_option(value: str | None):
     "another weights tag or catalog id, a checkpoint PATH, URL or hf:// id, or 'none' (random).",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out (same configuration).")
+@click.option("--eval-every", type=click.IntRange(min=0), default=None,
+              help=_r("eval_every", "Validate every N iterations and at the end (0: never)."))  # fmt: skip
 @click.option(
-    "--eval-every", type=int, default=None, help="Validate every N iterations (0: never)."
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Autocast precision (fp16 with a gradient scaler, GPU only).",
 )
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of initialisation, data order and augmentation.")  # fmt: skip
+@_device_option
 @click.option(
-    "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True
+    "--accumulate",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Gradient-accumulation steps per iteration. Default: the per-process batch in "
+    "micro-batches of --samples-per-gpu.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@_workers_option("min(4, cores) loader processes per training process")
+@click.option("--log-every", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Log the mean loss every N iterations.")  # fmt: skip
 @click.option(
-    "--accumulate", type=int, default=None, help="Gradient-accumulation steps per iteration."
+    "--stop-after",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop (with a checkpoint) at this iteration, keeping the schedule of --iters; "
+    "continue later with --resume. Default: run to the end.",
 )
-@click.option("--workers", type=int, default=None, help="Loader processes.")
-@click.option("--log-every", type=int, default=50, show_default=True)
-@click.option(
-    "--stop-after", type=int, default=None, help="Stop (with a checkpoint) at this iteration."
-)
-@click.option(
-    "--iters", type=int, default=None, help="Schedule length (SegFormer 160k, DeepLabV3+ 80k)."
-)
-@click.option("--batch-size", type=int, default=None, help="Global batch (8).")
-@click.option(
-    "--samples-per-gpu", type=int, default=None, help="Images per process per forward pass."
-)
-@click.option(
-    "--crop", default=None, help="Crop H,W or one size (SegFormer 1024, DeepLabV3+ 512,1024)."
-)
-@click.option("--scale", default=None, help="Base resize scale LONG,SHORT (2048,1024).")
-@click.option("--ratio-range", default=None, help="Random resize ratios MIN,MAX (0.5,2.0).")
-@click.option("--lr", type=float, default=None, help="Base learning rate (6e-5 AdamW / 0.01 SGD).")
-@click.option("--weight-decay", type=float, default=None)
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None)
-@click.option("--momentum", type=float, default=None)
-@click.option("--poly-power", type=float, default=None)
-@click.option("--min-lr", type=float, default=None)
-@click.option("--warmup-iters", type=int, default=None)
-@click.option("--head-lr-mult", type=float, default=None)
-@click.option(
-    "--aux-weight", type=float, default=None, help="Auxiliary FCN head loss weight (0.4)."
-)
+@click.option("--iters", type=click.IntRange(min=1), default=None,
+              help=_r("iters", "Schedule length in iterations."))  # fmt: skip
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help=_r("batch_size", "Global batch (all processes and accumulation steps)."))  # fmt: skip
+@click.option("--samples-per-gpu", type=click.IntRange(min=1), default=None,
+              help=_r("samples_per_gpu", "Images per process per forward pass."))  # fmt: skip
+@click.option("--crop", type=SIZE, default=None,
+              help=_r("crop", "Training crop, WxH or N for NxN."))  # fmt: skip
+@click.option("--scale", type=SIZE, default=None,
+              help=_r("scale", "Base resize scale WxH (mmseg's img_scale: long x short side)."))  # fmt: skip
+@click.option("--ratio-range", default=None,
+              help=_r("ratio_range", "Random resize ratios MIN,MAX."))  # fmt: skip
+@click.option("--lr", type=float, default=None, help=_r("lr", "Base learning rate."))
+@click.option("--weight-decay", type=float, default=None,
+              help=_r("weight_decay", "Weight decay."))  # fmt: skip
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None,
+              help=_r("optimizer", "Optimizer."))  # fmt: skip
+@click.option("--momentum", type=float, default=None, help=_r("momentum", "SGD momentum."))
+@click.option("--poly-power", type=float, default=None,
+              help=_r("poly_power", "Exponent of the poly learning-rate schedule."))  # fmt: skip
+@click.option("--min-lr", type=float, default=None,
+              help=_r("min_lr", "Floor of the poly schedule."))  # fmt: skip
+@click.option("--warmup-iters", type=click.IntRange(min=0), default=None,
+              help=_r("warmup_iters", "Linear warm-up iterations (0: none)."))  # fmt: skip
+@click.option("--head-lr-mult", type=float, default=None,
+              help=_r("head_lr_mult", "Learning-rate multiplier of the decode head."))  # fmt: skip
+@click.option("--aux-weight", type=float, default=None,
+              help=_r("aux_weight", "Auxiliary FCN head loss weight (0: no auxiliary head)."))  # fmt: skip
 @click.option(
     "--class-weight",
     default=None,
-    help="Cross-entropy class weights: 'enet' (1/ln(1.02 + class frequency), from the "
-    "training labels), 'none', or one number per class (comma-separated).",
-)
-@click.option("--cat-max-ratio", type=float, default=None)
-@click.option("--flip-prob", type=float, default=None)
-@click.option("--photometric/--no-photometric", default=None)
-@click.option("--freeze-norms", is_flag=True, default=None, help="Norms in eval mode, dropout off.")
-@click.option("--checkpoint-every", type=int, default=None)
-@click.option("--eval-mode", type=click.Choice(["whole", "slide"]), default=None)
-@_user_errors
+    help=_r("class_weight", "Cross-entropy class weights: 'enet' (1/ln(1.02 + class "
+            "frequency), from the training labels), 'none', or one number per class "
+            "(comma-separated)."),
+)  # fmt: skip
+@click.option("--cat-max-ratio", type=float, default=None,
+              help=_r("cat_max_ratio", "Crop retry threshold: the largest share one class may cover."))  # fmt: skip
+@click.option("--flip-prob", type=float, default=None,
+              help=_r("flip_prob", "Horizontal flip probability."))  # fmt: skip
+@click.option("--photometric/--no-photometric", default=None,
+              help=_r("photometric", "Photometric distortion (brightness, contrast, saturation, hue)."))  # fmt: skip
+@click.option("--freeze-norms", is_flag=True, default=None,
+              help=_r("freeze_norms", "Norm layers in eval mode, dropout and drop-path off."))  # fmt: skip
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,
+              help=_r("checkpoint_every", "Checkpoint every N iterations."))  # fmt: skip
+@click.option("--eval-mode", type=click.Choice(["whole", "slide"]), default=None,
+              help=_r("eval_mode", "Validation inference."))  # fmt: skip
 def train_cmd(model, cityscapes_root, out, init, resume, eval_every, precision, seed, device, accumulate,
               workers, log_every, stop_after, crop, scale, ratio_range, **overrides) -> None:  # fmt: skip
     """Train a model with the paper's recipe (SegFormer) or mmsegmentation's (DeepLabV3+).
@@ -584,9 +679,11 @@ def train_cmd(model, cityscapes_root, out, init, resume, eval_every, precision, 
                 f"{weight!r}: use enet, none, or comma-separated numbers",
                 param_hint="--class-weight",
             ) from None
-    for key, value in (("crop", crop), ("scale", scale), ("ratio_range", ratio_range)):
+    if scale is not None:
+        overrides["scale"] = (scale[1], scale[0])  # (long, short) = (W, H)
+    for key, value in (("crop", crop), ("ratio_range", _ratio_range(ratio_range))):
         if value is not None:
-            overrides[key] = _pair_option(value)
+            overrides[key] = value
     result = train(
         model, cityscapes_root=cityscapes_root, out=out, init=init, resume=resume,
         eval_every=eval_every, precision=precision, seed=seed, device=device, accumulate=accumulate,
@@ -608,30 +705,29 @@ def train_cmd(model, cityscapes_root, out, init, resume, eval_every, precision, 
     type=click.Path(path_type=Path),
     default=Path("reports/demo"),
     show_default=True,
-    help="Report folder (an earlier demo there is replaced).",
+    help="Report folder (new, empty, or an earlier demo: replaced).",
 )
-@click.option(
-    "--images", type=int, default=10, show_default=True, help="Synthetic validation images."
-)
+@click.option("--images", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Synthetic validation images.")  # fmt: skip
 @click.option(
     "--size",
+    type=SIZE,
     default="512x256",
     show_default=True,
-    help="WIDTHxHEIGHT of the images (the bundled models were trained at 512x256).",
+    help="Image size, WxH (the bundled models were trained at 512x256).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="City and corruption seed.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="City and corruption seed.")  # fmt: skip
 @click.option(
     "--work",
     type=click.Path(path_type=Path),
     default=None,
-    help="Keep the generated images and Cityscapes-C here (default: a temporary folder).",
+    help="Keep the generated images and Cityscapes-C here. Default: a temporary folder.",
 )
-@click.option("--workers", type=int, default=None, help="Processes. Default: all cores.")
-@click.option(
-    "--qualitative", type=int, default=3, show_default=True, help="Images in the qualitative grid."
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@_user_errors
+@_workers_option("all cores for rendering and corrupting, at most 2 loader processes")
+@click.option("--qualitative", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Images in the qualitative grid.")  # fmt: skip
+@_device_option
 def demo_cmd(out, images, size, seed, work, workers, qualitative, device) -> None:
     """The whole study in minutes on a CPU: synthetic city, bundled models, full report.
 
@@ -646,7 +742,7 @@ def demo_cmd(out, images, size, seed, work, workers, qualitative, device) -> Non
 
     _check_cuda(device)
     result = run_demo(
-        out, images=images, size=_parse_size(size), seed=seed, work=work, workers=workers,
+        out, images=images, size=size, seed=seed, work=work, workers=workers,
         qualitative=qualitative, device=device, progress=_progress(), echo=click.echo,
     )  # fmt: skip
     click.echo("")

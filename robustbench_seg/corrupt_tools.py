@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from corruptions import corrupt, get_corruption_names
-from robustbench_seg.data.cityscapes_c import read_rgb
+from robustbench_seg.data.images import read_rgb
 from robustbench_seg.data.png import write_png_atomic
 from robustbench_seg.errors import RobustSegError
 

@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import check_dir, claim_dir, package_versions, write_json_atomic
+from robustbench_seg.io import claim_dir, package_versions, write_json_atomic
+from robustbench_seg.procs import check_workers
 from robustbench_seg.runs import TIMING_JSON
 
 __all__ = ["DEMO_MODELS", "DemoResult", "default_work", "run_demo"]
@@ -98,7 +99,8 @@ def run_demo(
         work: Folder for the generated images and Cityscapes-C (kept); default:
             :func:`default_work`, emptied first and deleted at the end (a second demo at the
             same time is refused: give it a ``work`` of its own).
-        workers: Processes for rendering and corrupting (default: all cores).
+        workers: Worker processes for rendering and corrupting (default: all cores; 0: all in
+            this process); evaluation uses at most 2 loader processes.
         qualitative: Images in the qualitative grid (0: none).
         device: Torch device for evaluation and ERFs.
         progress: Show progress bars.
@@ -124,9 +126,9 @@ def run_demo(
     if h < 32 or w < 32:
         raise RobustSegError(f"--size must be at least 32x32, got {w}x{h}")
     out = Path(out)
-    check_dir(out, "demo", recognise=_is_demo)
+    lock = claim_dir(out, "demo", recognise=_is_demo)  # before any work: refused, or ours
     say = echo or (lambda _line: None)
-    workers = workers or os.cpu_count() or 1
+    workers = check_workers(workers, os.cpu_count() or 1)
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -140,7 +142,6 @@ def run_demo(
     work = default_work() if own_work else Path(work)
     city, city_c = work / "synthetic-city", work / "synthetic-city-c"
     work_lock = None
-    lock = None
     try:
         if own_work:
             work_lock = claim_dir(work, "demo-work", option="--work")
@@ -161,7 +162,6 @@ def run_demo(
             f"({timings['cityscapes_c']:.1f} s)"
         )
 
-        lock = claim_dir(out, "demo", recognise=_is_demo)
         runs = [out / "runs" / name for _, name in DEMO_MODELS]
         with timed("evaluate"):
             for (model, _), run in zip(DEMO_MODELS, runs, strict=True):
@@ -194,8 +194,7 @@ def run_demo(
         timings["total"] = time.perf_counter() - start
         say(f"report ({timings['report']:.1f} s)")
     finally:
-        if lock is not None:
-            lock.release()
+        lock.release()
         if work_lock is not None:
             work_lock.release()
             shutil.rmtree(work, ignore_errors=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
@@ -10,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from robustbench_seg.errors import RobustSegError
+from robustbench_seg.errors import RobustSegError, SystemFailure
 
 
 def current_umask() -> int:
@@ -42,15 +44,46 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
             (``np.savez``, ``savefig``) need the real extension here.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix)
+    except OSError as exc:
+        raise _naming(exc, dest) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield Path(tmp)
         os.replace(tmp, dest)
+    except OSError as exc:
+        raise _naming(exc, dest, tmp) from None
+    except Exception as exc:
+        # Writers in C++/Rust (torch.save, safetensors) report a full disk as their own error
+        # type; the file system tells what happened.
+        if _disk_full(dest.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(dest)) from exc
+        raise
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _disk_full(folder: Path) -> bool:
+    """Less than 1 MiB left for this user on ``folder``'s file system."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
+
+
+def _naming(exc: OSError, dest: Path, tmp: str | None = None) -> OSError:
+    """``exc`` naming ``dest`` where it names nothing or our temporary file (the user knows the
+    destination, not the temporary name); a folder it names (``mkdir``) is kept."""
+    name = exc.filename
+    if name is None or (tmp is not None and os.fspath(name) == tmp):
+        name = dest
+    elif Path(name).name.startswith(f".{dest.name}."):
+        name = dest
+    return OSError(exc.errno, exc.strerror, os.fspath(name))
 
 
 def write_atomic(dest: str | os.PathLike, data: bytes) -> None:
@@ -169,7 +202,7 @@ def check_dir(
     folder = Path(folder)
     marker = folder / MARKER
     if folder.exists() and not folder.is_dir():
-        raise RobustSegError(f"{option} {folder} exists and is not a directory")
+        raise SystemFailure(f"{option} {folder} exists and is not a directory")
     if marker.is_file():
         try:
             made_by = json.loads(marker.read_text()).get("kind")
@@ -220,10 +253,18 @@ def claim_dir(
     """
     folder = Path(folder)
     check_dir(folder, kind, recognise=recognise, option=option)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = _take_lock(folder)
-    if not (folder / MARKER).is_file():
-        write_json_atomic(folder / MARKER, {"kind": kind, "made_by": "robustseg"})
+    try:
+        if not (folder / MARKER).is_file():
+            write_json_atomic(folder / MARKER, {"kind": kind, "made_by": "robustseg"})
+    except BaseException:  # e.g. a full disk: leave nothing behind
+        lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return lock
 
 

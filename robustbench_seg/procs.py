@@ -6,8 +6,19 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
-__all__ = ["die_with_parent", "pool_worker_init", "worker_start_method"]
+T = TypeVar("T")
+R = TypeVar("R")
+
+__all__ = [
+    "check_workers",
+    "die_with_parent",
+    "pool_worker_init",
+    "run_pool",
+    "worker_start_method",
+]
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -51,3 +62,40 @@ def pool_worker_init() -> None:
 
     die_with_parent()
     cv2.setNumThreads(1)
+
+
+def check_workers(workers: int | None, default: int) -> int:
+    """The ``--workers`` value every command shares: worker processes beside the main one; 0
+    does the work in the main process; ``None`` takes ``default``.
+
+    Raises:
+        RobustSegError: A negative count.
+    """
+    if workers is None:
+        return default
+    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
+        from robustbench_seg.errors import RobustSegError
+
+        raise RobustSegError(f"--workers must be an integer >= 0, got {workers}")
+    return int(workers)
+
+
+def run_pool(fn: Callable[[T], R], jobs: Iterable[T], workers: int) -> Iterator[R]:
+    """``fn`` over ``jobs`` in ``workers`` processes (results in completion order), or in this
+    process, one job after the other, when ``workers`` is 0. OpenCV uses one thread per
+    process either way (the parallelism is across jobs)."""
+    jobs = list(jobs)
+    if workers == 0 or not jobs:
+        import cv2
+
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            yield from map(fn, jobs)
+        finally:
+            cv2.setNumThreads(threads)
+        return
+    # Not fork: a forked child deadlocks in cv2.setNumThreads when the parent used OpenCV.
+    ctx = mp.get_context(worker_start_method())
+    with ctx.Pool(min(workers, len(jobs)), initializer=pool_worker_init) as pool:
+        yield from pool.imap_unordered(fn, jobs, chunksize=1)

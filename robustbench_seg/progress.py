@@ -42,6 +42,8 @@ class Progress:
         enabled: ``False`` shows nothing.
         initial: Units already done (a resumed run).
         stream: Where to write (default ``sys.stderr``).
+        summary: Off a terminal, write a summary line when the work is complete (short
+            preparatory steps, such as the input checks, leave it out).
     """
 
     def __init__(
@@ -53,11 +55,13 @@ class Progress:
         enabled: bool = True,
         initial: int = 0,
         stream: TextIO | None = None,
+        summary: bool = True,
     ) -> None:
         self.total, self.desc, self.unit = int(total), desc, unit
         self.done = self.initial = int(initial)
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
+        self.summary = summary
         self.postfix = ""
         self.closed = False
         self.bar = None
@@ -102,7 +106,7 @@ class Progress:
         self.closed = True
         if self.bar is not None:
             self.bar.close()
-        elif self.enabled and self.total and self.done >= self.total:
+        elif self.enabled and self.summary and self.total and self.done >= self.total:
             elapsed = time.monotonic() - self.start
             rate = (self.done - self.initial) / elapsed if elapsed > 0 else float("inf")
             self._write(

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.procs import worker_start_method
+from robustbench_seg.procs import check_workers, worker_start_method
 
 __all__ = [
     "PRECISIONS",
@@ -211,9 +211,7 @@ def data_loader(
     Raises:
         RobustSegError: A negative worker count.
     """
-    n = default_workers() if workers is None else int(workers)
-    if n < 0:
-        raise RobustSegError(f"--workers must be >= 0, got {n}")
+    n = check_workers(workers, default_workers())
     if n > 0:
         kwargs.update(
             prefetch_factor=prefetch_factor,

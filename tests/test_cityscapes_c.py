@@ -46,7 +46,7 @@ def city(tmp_path):
 def test_layout_manifest_metadata(city, tmp_path):
     root, ids = city
     out = tmp_path / "cc"
-    s = generate_cityscapes_c(root, out, corruptions=SUBSET, workers=1, progress=False)
+    s = generate_cityscapes_c(root, out, corruptions=SUBSET, workers=0, progress=False)
     # noises 1-3, others 1-5: 3 + 5 + 5 + 5 = 18 variants x 3 images
     assert (s.images, s.variants, s.written, s.skipped, len(s.failed)) == (3, 18, 54, 0, 0)
     pngs = sorted(out.rglob("*_leftImg8bit.png"))
@@ -89,16 +89,16 @@ def test_layout_manifest_metadata(city, tmp_path):
 
 def test_full_protocol_count(city, tmp_path):
     root, _ = city
-    s = generate_cityscapes_c(root, tmp_path / "cc", workers=1, limit=1, progress=False)
+    s = generate_cityscapes_c(root, tmp_path / "cc", workers=0, limit=1, progress=False)
     assert (s.variants, s.written) == (72, 72)
     s = generate_cityscapes_c(root, tmp_path / "cc2", severities="all", corruptions="noise",
-                              workers=1, limit=1, progress=False)  # fmt: skip
+                              workers=0, limit=1, progress=False)  # fmt: skip
     assert (s.variants, s.written) == (20, 20)
 
 
 def test_workers_do_not_change_bytes(city, tmp_path):
     root, _ = city
-    generate_cityscapes_c(root, tmp_path / "w1", corruptions=SUBSET, workers=1, progress=False)
+    generate_cityscapes_c(root, tmp_path / "w1", corruptions=SUBSET, workers=0, progress=False)
     generate_cityscapes_c(root, tmp_path / "w2", corruptions=SUBSET, workers=2, progress=False)
     h1, h2 = tree_hashes(tmp_path / "w1"), tree_hashes(tmp_path / "w2")
     assert len(h1) == 54 and h1 == h2
@@ -110,12 +110,12 @@ def test_workers_do_not_change_bytes(city, tmp_path):
 def test_resume_remakes_missing_and_bad_only(city, tmp_path):
     root, _ = city
     out = tmp_path / "cc"
-    generate_cityscapes_c(root, out, corruptions=SUBSET, workers=1, progress=False)
+    generate_cityscapes_c(root, out, corruptions=SUBSET, workers=0, progress=False)
     before = tree_hashes(out)
     victim = out / "fog/2/leftImg8bit/val/bochum/bochum_000000_000019_leftImg8bit.png"
     victim.write_bytes(victim.read_bytes()[:100])  # damaged: fails its checksum
     (out / "contrast/1/leftImg8bit/val/aachen/aachen_000000_000019_leftImg8bit.png").unlink()
-    s = generate_cityscapes_c(root, out, corruptions=SUBSET, workers=1, progress=False)
+    s = generate_cityscapes_c(root, out, corruptions=SUBSET, workers=0, progress=False)
     assert (s.written, s.skipped) == (2, 52)
     assert tree_hashes(out) == before
 
@@ -123,7 +123,7 @@ def test_resume_remakes_missing_and_bad_only(city, tmp_path):
 def test_sigkill_midway_then_resume_is_identical(city, tmp_path):
     root, _ = city
     ref = tmp_path / "ref"
-    generate_cityscapes_c(root, ref, corruptions="benchmark", workers=1, progress=False)
+    generate_cityscapes_c(root, ref, corruptions="benchmark", workers=0, progress=False)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "robustbench_seg", "make-cityscapes-c", "--cityscapes-root",
            str(root), "--out", str(out), "--workers", "2"]  # fmt: skip
@@ -184,11 +184,11 @@ def test_truncated_png_named_and_skip_bad(city, tmp_path):
     bad = root / "leftImg8bit/val/bochum/bochum_000000_000019_leftImg8bit.png"
     bad.write_bytes(bad.read_bytes()[:-200])
     r = run_cli("make-cityscapes-c", "--cityscapes-root", str(root), "--out", str(tmp_path / "o"),
-                "--corruptions", "contrast", "--workers", "1")  # fmt: skip
+                "--corruptions", "contrast", "--workers", "0")  # fmt: skip
     assert r.exit_code == 2 and "truncated PNG" in r.output and bad.name in r.output
     assert not (tmp_path / "o").exists()
     r = run_cli("make-cityscapes-c", "--cityscapes-root", str(root), "--out", str(tmp_path / "o"),
-                "--corruptions", "contrast", "--workers", "1", "--skip-bad")  # fmt: skip
+                "--corruptions", "contrast", "--workers", "0", "--skip-bad")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "written 10" in r.output and "failed 1" in r.output
     meta = json.loads((tmp_path / "o/metadata.json").read_text())
@@ -227,19 +227,19 @@ def test_not_enough_disk(city, tmp_path, monkeypatch):
     root, _ = city
     monkeypatch.setattr(cityscapes_c, "_free_bytes", lambda path: 1000)
     with pytest.raises(RobustSegError, match="not enough disk space"):
-        generate_cityscapes_c(root, tmp_path / "o", workers=1, progress=False)
+        generate_cityscapes_c(root, tmp_path / "o", workers=0, progress=False)
     assert not (tmp_path / "o").exists()
 
 
 def test_other_seed_refused(city, tmp_path):
     root, _ = city
     generate_cityscapes_c(
-        root, tmp_path / "o", corruptions="contrast", workers=1, limit=1, progress=False
+        root, tmp_path / "o", corruptions="contrast", workers=0, limit=1, progress=False
     )
     before = tree_hashes(tmp_path / "o")
     with pytest.raises(RobustSegError, match="seed=0"):
         generate_cityscapes_c(
-            root, tmp_path / "o", corruptions="contrast", seed=1, workers=1, progress=False
+            root, tmp_path / "o", corruptions="contrast", seed=1, workers=0, progress=False
         )
     assert tree_hashes(tmp_path / "o") == before
 

@@ -436,7 +436,7 @@ def test_no_silent_wrong_number(city, tmp_path):
     r = CliRunner().invoke(cli, ["evaluate", "--model", "b0", "--weights", "none", "--cityscapes-root", str(city),
                                  "--crop", "32", "--stride", "48", "--workers", "0", "--out", str(tmp_path / "s")])  # fmt: skip
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
-    assert "--stride 48 is larger than --crop 32" in r.output and not (tmp_path / "s").exists()
+    assert "--stride 48x48 is larger than --crop 32x32" in r.output and not (tmp_path / "s").exists()
     # NaN logits stop the run, naming the cell and the image; no cell is written from them
     with pytest.raises(
         RobustSegError, match=r"non-finite logits \(NaN or inf\) for clean, aachen/"
@@ -544,7 +544,7 @@ def test_output_folders_are_owned_and_locked(city, tmp_path, b0_weights):
     assert [p.name for p in user.iterdir()] == ["results.csv"]
     assert (user / "results.csv").read_text() == "my own numbers\n"
     # a folder of another kind of job
-    generate_cityscapes_c(city, tmp_path / "cc", corruptions="fog", severities="1", workers=1,
+    generate_cityscapes_c(city, tmp_path / "cc", corruptions="fog", severities="1", workers=0,
                           progress=False)  # fmt: skip
     with pytest.raises(
         RobustSegError, match="holds the output of robustseg cityscapes-c, not of evaluate"
@@ -569,7 +569,7 @@ def test_output_folders_are_owned_and_locked(city, tmp_path, b0_weights):
     (other / "manifest.csv").write_text("path\n")
     with pytest.raises(RobustSegError, match="was not made by robustseg cityscapes-c"):
         generate_cityscapes_c(
-            city, other, corruptions="fog", severities="1", workers=1, progress=False
+            city, other, corruptions="fog", severities="1", workers=0, progress=False
         )
     assert (other / "manifest.csv").read_text() == "path\n" and len(list(other.iterdir())) == 1
 

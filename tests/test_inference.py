@@ -156,7 +156,7 @@ def test_precision_and_argument_errors() -> None:
     with pytest.raises(RobustSegError, match="crop and stride must be positive"):
         predict_logits(model, x, mode="slide", stride=0)
     # a stride beyond the crop would leave columns no window covers (NaN logits, argmax 0)
-    with pytest.raises(RobustSegError, match=r"stride \(16, 40\) is larger than crop \(16, 32\)"):
+    with pytest.raises(RobustSegError, match=r"stride 40x16 is larger than crop 32x16"):
         sliding_windows(64, 128, (16, 32), (16, 40))
     with pytest.raises(RobustSegError, match=r"\(N, C, H, W\)"):
         predict_logits(model, x[0])

@@ -16,7 +16,7 @@ from robustbench_seg.data.cityscapes import (
     list_pairs,
     load_label,
 )
-from robustbench_seg.data.cityscapes_c import read_rgb
+from robustbench_seg.data.images import read_rgb
 from robustbench_seg.data.synthetic import (
     METADATA,
     make_synthetic_city,
@@ -146,7 +146,7 @@ def test_rerun_is_idempotent_and_extends(tmp_path):
         ({"train": -1, "val": 2}, ">= 0"),
         ({"train": 1, "val": 0, "size": (63, 128)}, "too small"),
         ({"train": 1, "val": 0, "size": (64, 127)}, "too small"),
-        ({"train": 1, "val": 0, "workers": 0}, "--workers"),
+        ({"train": 1, "val": 0, "workers": -1}, "--workers"),
         ({"train": 1, "val": 0, "seed": -1}, "--seed"),
     ],
 )
@@ -165,7 +165,7 @@ def test_refuses_foreign_or_mismatched_out(tmp_path):
     assert sorted(p.name for p in foreign.iterdir()) == ["leftImg8bit", "notes.txt"]
     a_file = tmp_path / "file"
     a_file.write_text("")
-    with pytest.raises(RobustSegError, match="not a folder"):
+    with pytest.raises(RobustSegError, match="not a directory"):
         make_synthetic_city(a_file, train=1, val=0, size=SIZE, progress=False)
     ours = tmp_path / "ours"
     make_synthetic_city(ours, train=1, val=0, size=SIZE, seed=0, progress=False)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustbench_seg.data.images import file_shape
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import atomic_path, check_dir, claim_dir, save_figure
 from robustbench_seg.models.loader import load
@@ -26,6 +27,7 @@ from robustbench_seg.models.registry import (
 )
 from robustbench_seg.progress import progress_iter
 from robustbench_seg.runtime import resolve_device
+from robustbench_seg.sizes import format_size
 
 __all__ = [
     "AREA_FRACTIONS",
@@ -312,7 +314,7 @@ def select_images(
 def _load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
-    from robustbench_seg.data.cityscapes_c import read_rgb
+    from robustbench_seg.data.images import read_rgb
 
     img = read_rgb(path)
     h, w = size
@@ -513,9 +515,9 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in size)
     except (TypeError, ValueError) as exc:
-        raise RobustSegError(f"--size must be H W (two integers), got {size!r}") from exc
+        raise RobustSegError(f"size must be (height, width), got {size!r}") from exc
     if h < 1 or w < 1:
-        raise RobustSegError(f"--size must be positive, got {h}x{w}")
+        raise RobustSegError(f"--size must be positive, got {format_size((h, w))}")
     return h, w
 
 
@@ -635,6 +637,8 @@ def compute_erf(
         num_images=num_images,
         seed=seed,
     )
+    for _, path in images:  # every image readable as documented, before any work
+        file_shape(path)
     folder = None if out is None else Path(out).expanduser()
     if folder is not None:
         check_dir(folder, "erf", recognise=_is_erf)

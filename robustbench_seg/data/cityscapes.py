@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robustbench_seg.data.images import file_shape, read_label
 from robustbench_seg.errors import RobustSegError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -60,10 +61,17 @@ def list_images(root: str | os.PathLike | None, split: str = "val") -> list[City
             f"no folder {split_dir}: expected Cityscapes layout leftImg8bit/{split}/<city>/*{IMAGE_SUFFIX}"
         )
     images = []
-    for path in sorted(split_dir.glob(f"*/*{IMAGE_SUFFIX}")):
-        city = path.parent.name
-        stem = path.name[: -len(IMAGE_SUFFIX)]
-        images.append(CityscapesImage(f"{city}/{stem}", path, path.relative_to(root).as_posix()))
+    # Every folder is read, and a folder that cannot be read stops here (no city is skipped).
+    for city_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        for name in sorted(os.listdir(city_dir)):
+            if name.endswith(IMAGE_SUFFIX) and not name.startswith("."):
+                path = city_dir / name
+                stem = name[: -len(IMAGE_SUFFIX)]
+                images.append(
+                    CityscapesImage(
+                        f"{city_dir.name}/{stem}", path, path.relative_to(root).as_posix()
+                    )
+                )
     if not images:
         raise RobustSegError(
             f"no images matching leftImg8bit/{split}/<city>/*{IMAGE_SUFFIX} in {root}"
@@ -167,29 +175,49 @@ def load_label(pair: CityscapesPair, image_shape: tuple[int, int] | None = None)
     """The label map of ``pair`` as uint8 trainIds (255 = ignore).
 
     Raises:
-        RobustSegError: unreadable file, ids outside the Cityscapes table, or a size that
-        differs from ``image_shape``.
+        RobustSegError: not an 8-bit one-channel map, ids outside the Cityscapes table, or a
+        size that differs from ``image_shape``.
+        OSError: the file cannot be read.
     """
-    import cv2
-
-    label = cv2.imread(str(pair.label_path), cv2.IMREAD_UNCHANGED)
-    if label is None or label.ndim != 2:
-        raise RobustSegError(f"cannot read label map (8-bit, one channel) {pair.label_path}")
+    label = read_label(pair.label_path)
     if image_shape is not None and tuple(label.shape) != tuple(image_shape):
         raise RobustSegError(
-            f"label {pair.label_path.name} is {label.shape[1]}x{label.shape[0]} but its image "
+            f"label {pair.label_path} is {label.shape[1]}x{label.shape[0]} but its image "
             f"is {image_shape[1]}x{image_shape[0]}"
         )
     if pair.train_ids:
         bad = (label >= NUM_CLASSES) & (label != IGNORE_INDEX)
         if bad.any():
             raise RobustSegError(
-                f"label {pair.label_path.name} holds trainId {int(label[bad][0])}, not 0..18 or 255"
+                f"label {pair.label_path} holds trainId {int(label[bad][0])}, not 0..18 or 255"
             )
         return label.astype(np.uint8)
     if label.max() > MAX_LABEL_ID:
         raise RobustSegError(
-            f"label {pair.label_path.name} holds id {int(label.max())}, outside the Cityscapes "
+            f"label {pair.label_path} holds id {int(label.max())}, outside the Cityscapes "
             f"label table (0..{MAX_LABEL_ID})"
         )
     return label_id_to_train_id_lut()[label]
+
+
+def check_pairs(pairs: list[CityscapesPair], *, progress: bool = False) -> list[tuple[int, int]]:
+    """Checks every pair before any work: the image's header (8-bit, a format
+    ``read_rgb`` reads), its label map decoded (8-bit one channel, valid ids) and of the same
+    size. Returns each image's ``(height, width)``.
+
+    Raises:
+        RobustSegError: The first bad file, named, with what is wrong.
+        OSError: A file that cannot be read.
+    """
+    from robustbench_seg.progress import Progress
+
+    shapes = []
+    with Progress(
+        len(pairs), "checking inputs", unit="img", enabled=progress, summary=False
+    ) as bar:
+        for pair in pairs:
+            shape = file_shape(pair.image.path)
+            load_label(pair, shape)
+            shapes.append(shape)
+            bar.update()
+    return shapes

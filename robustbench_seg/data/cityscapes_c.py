@@ -11,12 +11,12 @@ bytes whatever the worker count, order or interruptions.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-import multiprocessing as mp
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,8 +27,9 @@ from corruptions import corrupt, make_protocol
 from corruptions.protocol import Protocol, variant_seed_sequence
 from corruptions.registry import BACKENDS
 from robustbench_seg.data.cityscapes import CityscapesImage, list_images, load_label, resolve_root
-from robustbench_seg.data.png import check_png, write_png_atomic
-from robustbench_seg.errors import RobustSegError
+from robustbench_seg.data.images import read_rgb
+from robustbench_seg.data.png import check_png_bytes, write_png_atomic
+from robustbench_seg.errors import RobustSegError, SystemFailure, error_line
 from robustbench_seg.io import (
     atomic_path,
     check_dir,
@@ -37,10 +38,15 @@ from robustbench_seg.io import (
     sha256_file,
     write_json_atomic,
 )
+from robustbench_seg.procs import check_workers, run_pool
+from robustbench_seg.progress import Progress
 
 MANIFEST = "manifest.csv"
 JOURNAL_GLOB = ".manifest.journal.*.csv"  # one per writing process, appended per file
 METADATA = "metadata.json"
+# Recorded in metadata.json: how the pixels were finished. Trees without it were made by an
+# earlier robustseg that rounded (imagecorruptions truncates) and are refused.
+PIXELS = "imagecorruptions arithmetic: clip, then truncate (np.uint8)"
 MANIFEST_FIELDS = ("path", "image_id", "corruption", "severity", "seed", "sha256", "bytes")
 # Measured PNG size / raw size over the 72 variants of Cityscapes images with our encoder is
 # ~0.45 (noise variants ~0.9, blurs ~0.25); 0.6 leaves headroom for the disk-space check.
@@ -74,17 +80,6 @@ class GenerationSummary:
 def variant_path(out: Path, corruption: str, severity: int, image: CityscapesImage) -> Path:
     """Where one variant of ``image`` lives in a Cityscapes-C tree."""
     return out / corruption / str(severity) / image.rel_path
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to uint8 RGB HxWx3; RobustSegError naming the file if it fails."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise RobustSegError(f"cannot decode image {path}")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -174,26 +169,6 @@ def _process_image(job: _Job) -> tuple[str, list[dict], int, str | None]:
     return job.image.image_id, rows, skipped, None
 
 
-def _one_thread() -> None:
-    # One OpenCV thread per process: the parallelism is across images.
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[str, list[dict], int, str | None]]:
-    if workers <= 1:
-        _one_thread()
-        for job in jobs:
-            yield _process_image(job)
-        return
-    from robustbench_seg.procs import pool_worker_init, worker_start_method
-
-    ctx = mp.get_context(worker_start_method())
-    with ctx.Pool(workers, initializer=pool_worker_init) as pool:
-        yield from pool.imap_unordered(_process_image, jobs, chunksize=1)
-
-
 # ----------------------------------------------------------------------------- checks
 
 
@@ -220,6 +195,7 @@ def _check_metadata(out: Path, seed: int, backend: str, split: str) -> dict | No
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError):
         raise RobustSegError(f"{meta_path} is unreadable; use a new --out") from None
+    _check_arithmetic(meta, out)
     for key, value in (("seed", seed), ("backend", backend), ("split", split)):
         if meta.get(key) != value:
             raise RobustSegError(
@@ -227,6 +203,27 @@ def _check_metadata(out: Path, seed: int, backend: str, split: str) -> dict | No
                 "use a new --out (nothing was changed)"
             )
     return meta
+
+
+def _check_arithmetic(meta: dict, tree: Path) -> None:
+    """Refuses a tree made before the pixels were imagecorruptions' (rounded, not truncated)."""
+    if meta.get("pixels") != PIXELS:
+        raise RobustSegError(
+            f"{tree} was made by an earlier robustseg whose corruptions rounded pixels where "
+            "imagecorruptions truncates; its images are not the protocol's: make a new tree "
+            "with make-cityscapes-c into a new --out"
+        )
+
+
+def _check_sources(meta: dict, sources: dict[str, str], tree: Path, root: Path) -> None:
+    """Refuses images whose source file differs from the one the tree was made from."""
+    made_from = meta.get("sources") or {}
+    for rel, sha in sources.items():
+        if rel in made_from and made_from[rel] != sha:
+            raise RobustSegError(
+                f"{tree} was made from another {rel} than the one in {root} (made from "
+                f"{meta.get('cityscapes_root')}); use the dataset it was made from, or a new tree"
+            )
 
 
 def _is_tree(out: Path) -> bool:
@@ -287,7 +284,7 @@ def generate_cityscapes_c(
         corruptions: ``benchmark``, a category, ``all``, or comma-separated names.
         severities: ``protocol`` (1-3 noises, 1-5 others), ``all``, or a list like ``1,3,5``.
         seed: base seed of the seeding rule (corruptions.protocol.variant_seed_sequence).
-        workers: processes (default: all cores).
+        workers: worker processes (default: all cores; 0: in this process).
         limit: only the first N images (sorted by id).
         backend: ``fast`` or ``reference``.
         skip_bad: record unreadable images as failed and go on, instead of stopping.
@@ -309,9 +306,7 @@ def generate_cityscapes_c(
     protocol = make_protocol(corruptions, severities)
     if limit is not None and limit < 1:
         raise RobustSegError(f"--limit must be >= 1, got {limit}")
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers < 1:
-        raise RobustSegError(f"--workers must be >= 1, got {workers}")
+    workers = check_workers(workers, os.cpu_count() or 1)
     if (
         _is_inside(out, root / "leftImg8bit")
         or _is_inside(out, root / "gtFine")
@@ -323,16 +318,25 @@ def generate_cityscapes_c(
     if limit is not None:
         images = images[:limit]
 
-    # Check every input PNG is complete before anything is written.
+    # Check every input PNG is complete and 8-bit before anything is written; its sha256 goes
+    # into metadata.json, so that evaluate can tell the tree was made from the same dataset.
     bad: list[tuple[str, str]] = []
     shapes = []
+    sources: dict[str, str] = {}
+    bar = Progress(len(images), "checking inputs", unit="img", enabled=progress, summary=False)
     for image in images:
         try:
-            shapes.append(check_png(image.path))
-        except RobustSegError as exc:
+            data = image.path.read_bytes()
+            shapes.append(check_png_bytes(data, image.path))
+            sources[image.rel_path] = hashlib.sha256(data).hexdigest()
+        except (RobustSegError, OSError) as exc:
             if not skip_bad:
+                if isinstance(exc, OSError):
+                    raise
                 raise RobustSegError(f"{exc} (use --skip-bad to go on without it)") from None
-            bad.append((image.image_id, str(exc)))
+            bad.append((image.image_id, error_line(exc)[0]))
+        bar.update()
+    bar.close()
     bad_ids = {b[0] for b in bad}
     images = [im for im in images if im.image_id not in bad_ids]
     if not images:
@@ -342,6 +346,8 @@ def generate_cityscapes_c(
     lock = None
     try:
         previous_meta = _check_metadata(out, seed, backend, split)
+        if previous_meta:
+            _check_sources(previous_meta, sources, out, root)
         variants = protocol.variants()
         known = load_manifest(out) if out.exists() else {}
 
@@ -355,14 +361,18 @@ def generate_cityscapes_c(
         }
         todo_files = sum(p not in known for paths in rel_paths.values() for p in paths)
         need = int(todo_files * pixels * 3 * EST_PNG_RATIO)
+        created = not out.exists()
+        lock = claim_dir(out, "cityscapes-c", recognise=_is_tree)  # fails if it cannot be made
         free = _free_bytes(out)
         if need > free:
-            raise RobustSegError(
+            if created:  # leave nothing behind
+                lock.release()
+                lock = None
+                shutil.rmtree(out, ignore_errors=True)
+            raise SystemFailure(
                 f"not enough disk space in {out}: about {need / 1e9:.1f} GB needed, "
                 f"{free / 1e9:.1f} GB free"
             )
-
-        lock = claim_dir(out, "cityscapes-c", recognise=_is_tree)
         _remove_stale_tmp(out)
         meta = {
             "dataset": "cityscapes-c",
@@ -375,6 +385,8 @@ def generate_cityscapes_c(
             "labels": "not copied: each <corruption>/<severity>/gtFine links to cityscapes_root/gtFine",
             "versions": package_versions(_VERSIONED),
             "images": [im.rel_path for im in images],
+            "pixels": PIXELS,
+            "sources": sources,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if previous_meta:  # a re-run may add corruptions, severities or images: keep the union
@@ -386,6 +398,7 @@ def generate_cityscapes_c(
             if merged != meta["protocol"]["severities"]:
                 meta["protocol"] = {"name": "custom", "severities": merged}
             meta["images"] = sorted(set(previous_meta.get("images", [])) | set(meta["images"]))
+            meta["sources"] = {**previous_meta.get("sources", {}), **sources}
             meta["created"] = previous_meta.get("created", meta["created"])
             meta["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_json_atomic(out / METADATA, meta)
@@ -399,12 +412,10 @@ def generate_cityscapes_c(
             jobs.append(_Job(image, tuple(variants), {p: known[p]["sha256"] for p in paths if p in known},
                              out, seed, backend))  # fmt: skip
 
-        from robustbench_seg.progress import Progress
-
         bar = Progress(len(jobs), "cityscapes-c", unit="img", enabled=progress)
         error: str | None = None
         try:
-            for image_id, rows, skipped, err in _run_jobs(jobs, min(workers, len(jobs))):
+            for image_id, rows, skipped, err in run_pool(_process_image, jobs, workers):
                 for row in rows:
                     known[row["path"]] = row
                     summary.bytes_written += int(row["bytes"])
@@ -492,6 +503,64 @@ class CellView:
 def tree_settings(cityscapes_c: str | os.PathLike) -> dict:
     """``metadata.json`` of a generated tree (seed, backend, protocol); RobustSegError if absent."""
     path = Path(cityscapes_c) / METADATA
+    if not Path(cityscapes_c).is_dir():
+        raise RobustSegError(f"--cityscapes-c {cityscapes_c} does not exist or is not a directory")
     if not path.is_file():
         raise RobustSegError(f"{cityscapes_c} is not a Cityscapes-C tree (no {METADATA})")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError:
+        raise RobustSegError(
+            f"{path} is not valid JSON; is {cityscapes_c} a Cityscapes-C tree?"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("dataset") != "cityscapes-c":
+        raise RobustSegError(
+            f"{cityscapes_c} is not a Cityscapes-C tree ({METADATA} says otherwise)"
+        )
+    return meta
+
+
+def check_tree(
+    cityscapes_c: str | os.PathLike,
+    pairs: list,
+    variants: list[tuple[str, int]],
+    *,
+    split: str,
+    root: Path,
+    progress: bool = False,
+) -> dict:
+    """Checks a Cityscapes-C tree before any work: made with imagecorruptions' arithmetic, of
+    ``split``, from these very images (each source file's sha256 against ``metadata.json``),
+    and holding every variant of ``variants`` for every pair. Returns its metadata.
+
+    Raises:
+        RobustSegError: The first mismatch or missing file, with what to do.
+    """
+    tree = Path(cityscapes_c)
+    meta = tree_settings(tree)
+    _check_arithmetic(meta, tree)
+    if meta.get("split") != split:
+        raise RobustSegError(f"{tree} was made from the {meta.get('split')!r} split, not {split!r}")
+    made_from = meta.get("sources") or {}
+    resume = f"run robustseg make-cityscapes-c --cityscapes-root {root} --out {tree} (it resumes)"
+    with Progress(
+        len(pairs), "checking the Cityscapes-C tree", unit="img", enabled=progress
+    ) as bar:
+        for pair in pairs:
+            rel = pair.image.rel_path
+            if rel not in made_from:
+                raise RobustSegError(f"{tree} does not cover {rel}; {resume}, or use --limit")
+            if sha256_file(pair.image.path) != made_from[rel]:
+                raise RobustSegError(
+                    f"{tree} was made from another {rel} than {pair.image.path} (it was made "
+                    f"from {meta.get('cityscapes_root')}); use that dataset, or make a new tree"
+                )
+            for corruption, severity in variants:
+                path = variant_path(tree, corruption, severity, pair.image)
+                if not path.is_file():
+                    raise RobustSegError(
+                        f"{path} is missing from the Cityscapes-C tree; {resume}, or drop "
+                        "--cityscapes-c to corrupt on the fly"
+                    )
+            bar.update()
+    return meta

@@ -66,12 +66,18 @@ def write_png_atomic(path: Path, image: np.ndarray) -> tuple[str, int]:
 
 
 def check_png(path: Path) -> tuple[int, int]:
-    """Check that ``path`` is a complete PNG (signature, every chunk's CRC, IHDR first, IEND last)
-    without decoding the pixels; returns (height, width). Raises RobustSegError naming the file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise RobustSegError(f"cannot read image {path}: {exc.strerror}") from None
+    """Check that ``path`` is a complete 8-bit PNG (signature, every chunk's CRC, IHDR first,
+    IEND last, bit depth) without decoding the pixels; returns (height, width).
+
+    Raises:
+        RobustSegError: Naming the file: not a PNG, truncated, corrupt, or 16-bit.
+        OSError: The file cannot be read.
+    """
+    return check_png_bytes(Path(path).read_bytes(), path)
+
+
+def check_png_bytes(data: bytes, path: str | Path) -> tuple[int, int]:
+    """:func:`check_png` of a file's bytes (``path`` names it in messages)."""
     if not data.startswith(PNG_SIGNATURE):
         raise RobustSegError(f"not a PNG file: {path}")
     pos, size, seen_ihdr, hw = 8, len(data), False, (0, 0)
@@ -89,7 +95,12 @@ def check_png(path: Path) -> tuple[int, int]:
         if not seen_ihdr:
             if kind != b"IHDR":
                 raise RobustSegError(f"corrupt PNG (IHDR is not the first chunk): {path}")
-            w, h = struct.unpack(">II", data[pos + 8 : pos + 16])
+            w, h, depth = struct.unpack(">IIB", data[pos + 8 : pos + 17])
+            if depth > 8:
+                raise RobustSegError(
+                    f"{path} is a {depth}-bit PNG; robustseg reads 8-bit images (convert it to "
+                    "8 bits per channel first)"
+                )
             hw, seen_ihdr = (h, w), True
         if kind == b"IEND":
             return hw

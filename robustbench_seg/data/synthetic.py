@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +16,9 @@ import numpy as np
 from robustbench_seg.data.cityscapes import IMAGE_SUFFIX, LABELS
 from robustbench_seg.data.png import write_png_atomic
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import write_json_atomic
+from robustbench_seg.io import check_dir, claim_dir, write_json_atomic
+from robustbench_seg.procs import check_workers, run_pool
+from robustbench_seg.sizes import format_size
 
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 METADATA = "synthetic_city.json"
@@ -1311,7 +1312,7 @@ def render_scene(
         19 evaluated classes, ``ground`` (6) beyond sidewalks and the ego car's bonnet (1) occur.
 
     Raises:
-        RobustSegError: a size below 64x128 (HxW).
+        RobustSegError: a size below 128x64 (WxH).
     """
     if height < MIN_SIZE[0] or width < MIN_SIZE[1]:
         raise RobustSegError(
@@ -1401,35 +1402,17 @@ def _run_job(job: _Job) -> int:
     return n_label + n_image
 
 
-def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[int]:
-    if workers <= 1:
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        try:
-            yield from map(_run_job, jobs)
-        finally:
-            cv2.setNumThreads(threads)
-        return
-    from robustbench_seg.procs import pool_worker_init, worker_start_method
-
-    # Not fork: a forked child deadlocks in cv2.setNumThreads when the parent used OpenCV.
-    ctx = mp.get_context(worker_start_method())
-    with ctx.Pool(workers, initializer=pool_worker_init) as pool:
-        yield from pool.imap_unordered(_run_job, jobs, chunksize=1)
+def _is_city(out: Path) -> bool:
+    """A synthetic city of ours from before output folders were marked."""
+    return (out / METADATA).is_file()
 
 
 def _check_out(out: Path, seed: int, size: tuple[int, int]) -> dict | None:
     """The metadata of an earlier run in ``out``; refuses a folder that is not ours."""
-    if out.exists() and not out.is_dir():
-        raise RobustSegError(f"--out {out} exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
+    check_dir(out, "synthetic-city", recognise=_is_city)
+    if not out.exists() or not (out / METADATA).is_file():
         return None
     meta_path = out / METADATA
-    if not meta_path.is_file():
-        raise RobustSegError(
-            f"--out {out} is not empty and holds no synthetic city ({METADATA} missing); "
-            "use an empty or new folder (nothing was changed)"
-        )
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -1437,8 +1420,9 @@ def _check_out(out: Path, seed: int, size: tuple[int, int]) -> dict | None:
     theirs = (meta.get("seed"), meta.get("size"), meta.get("renderer_version"))
     if theirs != (seed, list(size), RENDERER_VERSION):
         raise RobustSegError(
-            f"{out} holds a synthetic city made with seed={theirs[0]}, size(HxW)={theirs[1]}, "
-            f"renderer version {theirs[2]}, not seed={seed}, size(HxW)={list(size)}, version "
+            f"{out} holds a synthetic city made with seed={theirs[0]}, size "
+            f"{format_size(theirs[1]) if theirs[1] else None}, renderer version {theirs[2]}, "
+            f"not seed={seed}, size {format_size(size)}, version "
             f"{RENDERER_VERSION}; use a new --out (nothing was changed)"
         )
     return meta
@@ -1451,7 +1435,7 @@ def make_synthetic_city(
     val: int,
     size: tuple[int, int] = (512, 1024),
     seed: int = 0,
-    workers: int = 1,
+    workers: int | None = None,
     progress: bool = True,
 ) -> SyntheticSummary:
     """Render a synthetic city into ``out`` in the Cityscapes layout.
@@ -1469,7 +1453,8 @@ def make_synthetic_city(
         size: (height, width) in pixels, at least (64, 128).
         seed: base seed; image ``i`` of split ``s`` uses
             ``SeedSequence([seed, SPLIT_INDEX[s], i])``.
-        workers: processes (the bytes do not depend on it).
+        workers: worker processes (default: all cores; 0: in this process); the bytes do not
+            depend on it.
         progress: show a progress bar.
 
     Returns:
@@ -1495,8 +1480,7 @@ def make_synthetic_city(
         )
     if seed < 0:
         raise RobustSegError(f"--seed must be >= 0, got {seed}")
-    if workers < 1:
-        raise RobustSegError(f"--workers must be >= 1, got {workers}")
+    workers = check_workers(workers, os.cpu_count() or 1)
     previous = _check_out(out, seed, size)
 
     counts = {"train": train, "val": val}
@@ -1515,6 +1499,15 @@ def make_synthetic_city(
         "created": (previous or {}).get("created")
         or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    lock = claim_dir(out, "synthetic-city", recognise=_is_city)
+    try:
+        return _render(out, meta, train, val, seed, size, workers, progress, t0)
+    finally:
+        lock.release()
+
+
+def _render(out: Path, meta: dict, train: int, val: int, seed: int, size: tuple[int, int],
+            workers: int, progress: bool, t0: float) -> SyntheticSummary:  # fmt: skip
     write_json_atomic(out / METADATA, meta)
     for stale in out.glob("**/.*.tmp"):  # left by an interrupted run
         stale.unlink(missing_ok=True)
@@ -1532,7 +1525,7 @@ def make_synthetic_city(
 
     bar = Progress(len(jobs), "synthetic-city", unit="img", enabled=progress)
     try:
-        for n_bytes in _run_jobs(jobs, min(workers, max(len(jobs), 1))):
+        for n_bytes in run_pool(_run_job, jobs, workers):
             summary.written += 1
             summary.bytes_written += n_bytes
             bar.update(1)

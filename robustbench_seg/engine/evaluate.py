@@ -24,14 +24,15 @@ from torch import nn
 
 from corruptions import make_protocol
 from robustbench_seg import runs, runtime
-from robustbench_seg.data.cityscapes import NUM_CLASSES, list_pairs, resolve_root
-from robustbench_seg.data.cityscapes_c import CellView, cell_name, tree_settings
+from robustbench_seg.data.cityscapes import NUM_CLASSES, check_pairs, list_pairs, resolve_root
+from robustbench_seg.data.cityscapes_c import CellView, cell_name, check_tree
 from robustbench_seg.engine.scoring import Segmenter
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import package_versions
 from robustbench_seg.models.loader import is_custom_spec, load
 from robustbench_seg.models.registry import get_model_entry
 from robustbench_seg.progress import Progress
+from robustbench_seg.sizes import format_size, size_value
 
 __all__ = ["DEFAULT_SAVED_PREDICTIONS", "EvalConfig", "evaluate"]
 
@@ -57,8 +58,8 @@ class EvalConfig:
     backend: str
     cityscapes_c: str | None
     inference: str
-    crop: int
-    stride: int
+    crop: int | list[int]
+    stride: int | list[int]
     precision: str
 
     def digest(self) -> str:
@@ -101,17 +102,26 @@ def _collate(batch):
     return batch
 
 
+def _hw(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
 def _check_settings(precision: str, dev: torch.device, inference: str, batch_size: int,
-                    crop: int, stride: int, save_predictions: int) -> None:  # fmt: skip
+                    crop: int | Sequence[int], stride: int | Sequence[int],
+                    save_predictions: int) -> None:  # fmt: skip
     runtime.check_precision(precision, dev)
     if inference not in ("auto", "slide", "whole"):
         raise RobustSegError(f"unknown inference mode {inference!r}; use auto, slide or whole")
-    if batch_size < 1 or crop < 1 or stride < 1:
+    (ch, cw), (sh, sw) = _hw(crop), _hw(stride)
+    if batch_size < 1 or min(ch, cw, sh, sw) < 1:
         raise RobustSegError("--batch-size, --crop and --stride must be >= 1")
-    if inference != "whole" and stride > crop:
+    if inference != "whole" and (sh > ch or sw > cw):
         raise RobustSegError(
-            f"--stride {stride} is larger than --crop {crop}: pixels between the windows would "
-            "get no prediction; use --stride <= --crop"
+            f"--stride {format_size(stride)} is larger than --crop {format_size(crop)}: pixels "
+            "between the windows would get no prediction; use a --stride within the --crop"
         )
     if save_predictions < 0:
         raise RobustSegError(f"--save-predictions must be >= 0, got {save_predictions}")
@@ -131,8 +141,8 @@ def evaluate(
     clean: bool = True,
     limit: int | None = None,
     inference: str = "auto",
-    crop: int = 1024,
-    stride: int = 768,
+    crop: int | Sequence[int] = 1024,
+    stride: int | Sequence[int] = 768,
     batch_size: int = 2,
     workers: int | None = None,
     device: str = "auto",
@@ -163,7 +173,7 @@ def evaluate(
         limit: only the first N images (sorted).
         inference: ``auto`` (whole images that fit in the crop, sliding windows otherwise),
             ``slide`` (crop/stride windows) or ``whole``.
-        crop, stride: sliding-window size and step.
+        crop, stride: sliding-window size and step: one int for a square, or ``(h, w)``.
         batch_size: windows (slide) or images (whole) per forward pass.
         workers: DataLoader worker processes that read and corrupt (default: min(4, cores)).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
@@ -191,8 +201,11 @@ def evaluate(
             raise RobustSegError(f"--limit must be >= 1, got {limit}")
         pairs = pairs[:limit]
     protocol = make_protocol(corruptions, severities) if corruptions else None
+    show = progress and os.environ.get("RANK", "0") == "0"  # before the process group
+    check_pairs(pairs, progress=show)  # every image header and label map, before any work
     if cityscapes_c is not None:
-        meta = tree_settings(cityscapes_c)
+        meta = check_tree(cityscapes_c, pairs, protocol.variants() if protocol else [],
+                          split=split, root=root, progress=show)  # fmt: skip
         for option, given, made in (("--seed", seed, int(meta["seed"])),
                                     ("--backend", backend, str(meta["backend"]))):  # fmt: skip
             if given is not None and given != made:
@@ -223,7 +236,7 @@ def evaluate(
         num_classes=loaded.num_classes, cityscapes_root=str(root.resolve()), split=split,
         images_sha256=images_sha, num_images=len(pairs), cells=[cell_name(c, s) for c, s in cell_specs],
         seed=seed, backend=backend, cityscapes_c=str(Path(cityscapes_c).resolve()) if cityscapes_c else None,
-        inference=inference, crop=crop, stride=stride, precision=precision,
+        inference=inference, crop=size_value(crop), stride=size_value(stride), precision=precision,
     )  # fmt: skip
     digest = config.digest()
 

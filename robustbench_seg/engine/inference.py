@@ -13,6 +13,7 @@ from torch import nn
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.models.registry import Preprocessing
 from robustbench_seg.runtime import autocast
+from robustbench_seg.sizes import format_size
 
 __all__ = ["Precision", "predict_labels", "predict_logits", "preprocess", "sliding_windows"]
 
@@ -71,11 +72,14 @@ def sliding_windows(
     """
     (ch, cw), (sh, sw) = _pair(crop), _pair(stride)
     if min(ch, cw, sh, sw) <= 0:
-        raise RobustSegError(f"crop and stride must be positive, got crop={crop} stride={stride}")
+        raise RobustSegError(
+            f"crop and stride must be positive, got crop {format_size((ch, cw))} stride "
+            f"{format_size((sh, sw))}"
+        )
     if sh > ch or sw > cw:  # windows would leave pixels no window covers
         raise RobustSegError(
-            f"stride {stride} is larger than crop {crop}: pixels between the windows would get no "
-            "prediction; use a stride <= the crop"
+            f"stride {format_size((sh, sw))} is larger than crop {format_size((ch, cw))}: pixels "
+            "between the windows would get no prediction; use a stride within the crop"
         )
     rows = max(height - ch + sh - 1, 0) // sh + 1
     cols = max(width - cw + sw - 1, 0) // sw + 1

@@ -147,7 +147,7 @@ def score_pairs(
     What training validates with: the same path as ``evaluate``'s clean cell, one image at a
     time and without DataLoader workers.
     """
-    from robustbench_seg.data.cityscapes_c import read_rgb
+    from robustbench_seg.data.images import read_rgb
 
     k = segmenter.num_classes
     conf = torch.zeros((k, k), dtype=torch.int64, device=segmenter.device)

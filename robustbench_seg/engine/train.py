@@ -32,6 +32,7 @@ from robustbench_seg import metrics, runtime
 from robustbench_seg.data.cityscapes import (
     IGNORE_INDEX,
     CityscapesPair,
+    check_pairs,
     list_pairs,
     load_label,
     resolve_root,
@@ -61,6 +62,7 @@ from robustbench_seg.models.heads import FCNHead
 from robustbench_seg.models.layers import DropPath
 from robustbench_seg.models.loader import load
 from robustbench_seg.models.registry import ModelEntry, Preprocessing, get_model_entry, split_name
+from robustbench_seg.sizes import format_size
 
 __all__ = [
     "TrainResult",
@@ -212,7 +214,7 @@ class TrainSet(torch.utils.data.Dataset):
         return int(_epoch_permutation(self.seed, k // n, n)[k % n])
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        from robustbench_seg.data.cityscapes_c import read_rgb
+        from robustbench_seg.data.images import read_rgb
         from robustbench_seg.engine.inference import preprocess
 
         iteration, slot = key
@@ -250,19 +252,14 @@ class _Slots(torch.utils.data.Sampler):
                 yield [(t, first + j) for j in range(self.micro)]
 
 
-def _check_crop_fits(pairs: list[CityscapesPair], recipe: Recipe) -> None:
-    from PIL import Image
-
-    sizes = set()
-    for pair in pairs:
-        with Image.open(pair.image.path) as im:
-            sizes.add((im.height, im.width))
+def _check_crop_fits(shapes: list[tuple[int, int]], recipe: Recipe) -> None:
+    sizes = set(shapes)
     scale = tuple(int(s * recipe.ratio_range[1]) for s in recipe.scale)
     for h, w in sorted(sizes):
         rh, rw = rescaled_size(h, w, scale)  # type: ignore[arg-type]
         if rh < recipe.crop[0] or rw < recipe.crop[1]:
             raise RobustSegError(
-                f"crop {recipe.crop[0]}x{recipe.crop[1]} (HxW) cannot fit: {w}x{h} training images "
+                f"crop {format_size(recipe.crop)} cannot fit: {w}x{h} training images "
                 f"are at most {rw}x{rh} after the largest resize (scale {recipe.scale}, ratio "
                 f"{recipe.ratio_range[1]}); use a smaller --crop or a larger --scale"
             )
@@ -420,9 +417,13 @@ def _batch_split(
 
 
 def _prepare_data(
-    cityscapes_root: str | os.PathLike[str] | None, recipe: Recipe, entry: ModelEntry
+    cityscapes_root: str | os.PathLike[str] | None,
+    recipe: Recipe,
+    entry: ModelEntry,
+    progress: bool,
 ) -> tuple[Recipe, list[CityscapesPair], list[CityscapesPair]]:
-    """Lists the training (and, if the run validates, validation) images and checks the crop.
+    """Lists the training (and, if the run validates, validation) images, checks every image
+    header and label map (``check_pairs``), and checks the crop.
 
     Returns:
         The recipe with ``class_weight="enet"`` replaced by its numbers, the training pairs
@@ -437,7 +438,7 @@ def _prepare_data(
         train_pairs = list_pairs(root, "train")
     except RobustSegError as exc:
         raise RobustSegError(f"no usable training split: {exc}") from exc
-    _check_crop_fits(train_pairs, recipe)
+    _check_crop_fits(check_pairs(train_pairs, progress=progress), recipe)
     if recipe.class_weight == "enet":
         recipe = dataclasses.replace(
             recipe, class_weight=enet_class_weights(train_pairs, entry.num_classes)
@@ -453,6 +454,7 @@ def _prepare_data(
             val_pairs = list_pairs(root, "val")
         except RobustSegError as exc:
             raise RobustSegError(f"{exc} (validation split; pass --eval-every 0 to skip)") from exc
+        check_pairs(val_pairs, progress=progress)
     return recipe, train_pairs, val_pairs
 
 
@@ -845,50 +847,54 @@ def train(
     info = runtime.init_distributed(device)
 
     micro, accumulate = _batch_split(recipe, info, accumulate, entry.family)
-    recipe, train_pairs, val_pairs = _prepare_data(cityscapes_root, recipe, entry)
+    recipe, train_pairs, val_pairs = _prepare_data(
+        cityscapes_root, recipe, entry, progress and info.is_main
+    )
     run = _open_run(out, entry.name, init, seed, precision, recipe, resume, info)
-    parts = _build_net(entry, recipe, init, seed, precision, info, run.ckpt)
-    start = parts.start
-    stop = recipe.iters if stop_after is None else max(start, min(stop_after, recipe.iters))
-    dataset = TrainSet(train_pairs, recipe, entry.preprocessing, seed)
-    loader = _loader(dataset, start, stop, micro, accumulate, workers, info)
-    log_path = run.out / LOG
-    if info.is_main:  # a resumed run drops the entries past its checkpoint
-        truncate_log(log_path, start if resume else None)
+    try:
+        parts = _build_net(entry, recipe, init, seed, precision, info, run.ckpt)
+        start = parts.start
+        stop = recipe.iters if stop_after is None else max(start, min(stop_after, recipe.iters))
+        dataset = TrainSet(train_pairs, recipe, entry.preprocessing, seed)
+        loader = _loader(dataset, start, stop, micro, accumulate, workers, info)
+        log_path = run.out / LOG
+        if info.is_main:  # a resumed run drops the entries past its checkpoint
+            truncate_log(log_path, start if resume else None)
 
-    bar = _progress_bar(progress, info, recipe.iters, start, entry.name)
-    _set_train_mode(parts.net, recipe.freeze_norms)
-    step = _Step(parts, recipe, precision, accumulate, seed, info)
-    batches = iter(loader)
-    meter = _LossMeter(info)
-    last_loss = val_miou = val_acc = float("nan")
-    for t in range(start, stop):
-        meter.add(step(t, batches))
-        it = t + 1
-        row: dict[str, Any] = {}
-        if it % log_every == 0 or it == stop:
-            row = meter.row(it, parts.optimizer.param_groups[0]["lr"])
-            last_loss = row["loss"]
-        if recipe.eval_every and (it % recipe.eval_every == 0 or it == recipe.iters):
-            val_miou, val_acc = _validate_and_keep_best(
-                run, parts, entry, recipe, val_pairs, precision, info, it
-            )
-            row = {"iter": it, **row, "val_miou": val_miou, "val_accuracy": val_acc}
-        if row and info.is_main:
-            append_log(log_path, row)
-        if it % recipe.checkpoint_every == 0 or it == stop:
-            _save(run, parts, entry.name, it, info)
+        bar = _progress_bar(progress, info, recipe.iters, start, entry.name)
+        _set_train_mode(parts.net, recipe.freeze_norms)
+        step = _Step(parts, recipe, precision, accumulate, seed, info)
+        batches = iter(loader)
+        meter = _LossMeter(info)
+        last_loss = val_miou = val_acc = float("nan")
+        for t in range(start, stop):
+            meter.add(step(t, batches))
+            it = t + 1
+            row: dict[str, Any] = {}
+            if it % log_every == 0 or it == stop:
+                row = meter.row(it, parts.optimizer.param_groups[0]["lr"])
+                last_loss = row["loss"]
+            if recipe.eval_every and (it % recipe.eval_every == 0 or it == recipe.iters):
+                val_miou, val_acc = _validate_and_keep_best(
+                    run, parts, entry, recipe, val_pairs, precision, info, it
+                )
+                row = {"iter": it, **row, "val_miou": val_miou, "val_accuracy": val_acc}
+            if row and info.is_main:
+                append_log(log_path, row)
+            if it % recipe.checkpoint_every == 0 or it == stop:
+                _save(run, parts, entry.name, it, info)
+            if bar is not None:
+                _show_progress(bar, last_loss, parts.optimizer.param_groups[0]["lr"], val_miou)
         if bar is not None:
-            _show_progress(bar, last_loss, parts.optimizer.param_groups[0]["lr"], val_miou)
-    if bar is not None:
-        bar.close()
-    if info.is_main and not (run.out / WEIGHTS).is_file():
-        # nothing left to run (e.g. resuming a finished run)
-        _save(run, parts, entry.name, stop, info)
-    divergence = _rank_divergence(parts.net, info)
-    curves = plot_curves(log_path, run.out / CURVES) if info.is_main else None
-    if run.lock is not None:
-        run.lock.release()
+            bar.close()
+        if info.is_main and not (run.out / WEIGHTS).is_file():
+            # nothing left to run (e.g. resuming a finished run)
+            _save(run, parts, entry.name, stop, info)
+        divergence = _rank_divergence(parts.net, info)
+        curves = plot_curves(log_path, run.out / CURVES) if info.is_main else None
+    finally:  # also when a step fails (a full disk, an interruption)
+        if run.lock is not None:
+            run.lock.release()
     runtime.barrier(info)
     runtime.shutdown(info)
     return TrainResult(

@@ -377,7 +377,12 @@ def _int(value: Any, key: str) -> int:
 
 
 def _floats(value: Any, key: str, n: int) -> tuple[float, ...]:
-    out = tuple(float(v) for v in value)
+    try:
+        if isinstance(value, str):
+            raise TypeError
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} takes {n} finite numbers, got {value!r}") from None
     if len(out) != n or not all(math.isfinite(v) for v in out):
         raise ValueError(f"{key} takes {n} finite numbers, got {value!r}")
     return out
