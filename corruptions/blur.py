@@ -258,29 +258,51 @@ def motion_blur_offsets(
     return np.array(dys, np.int64), np.array(dxs, np.int64), k[:n]
 
 
-@njit(cache=True, nogil=True)
-def _shift_sum(xp, dys, dxs, ws, pad, channels):  # pragma: no cover - numba
-    # xp: (H, (W + 2 * pad) * C), edge-replicated by `pad` pixels left and right. The
-    # reference's `blurred = blurred + kernel[i] * shifted`: float64 products, summed tap after
-    # tap (no FMA: numba contracts nothing without fastmath).
+@njit(cache=True, nogil=True, inline="always")
+def _shift_tile(xp, y, k0, n, dys, dxs, ws, pad, channels, acc):  # pragma: no cover - numba
+    # acc[:n] = the motion blur of row y, elements k0 .. k0 + n. xp: (H, (W + 2 * pad) * C),
+    # edge-replicated by `pad` pixels left and right. The reference's
+    # `blurred = blurred + kernel[i] * shifted`: float64 products, summed tap after tap (no
+    # FMA: numba contracts nothing without fastmath).
     h = xp.shape[0]
-    wc = xp.shape[1] - 2 * pad * channels
-    out = np.zeros((h, wc), np.float64)
-    for y in range(h):
-        for k0 in range(0, wc, _TILE):
-            n = min(_TILE, wc - k0)
-            row = out[y, k0 : k0 + n]
-            for t in range(ws.size):
-                sy = min(max(y - dys[t], 0), h - 1)
-                start = (pad - dxs[t]) * channels + k0
-                src = xp[sy, start : start + n]
-                w = ws[t]
-                for k in range(n):
-                    row[k] += w * np.float64(src[k])
-    return out
+    for k in range(n):
+        acc[k] = 0.0
+    for t in range(ws.size):
+        sy = min(max(y - dys[t], 0), h - 1)
+        start = (pad - dxs[t]) * channels + k0
+        src = xp[sy, start : start + n]
+        w = ws[t]
+        for k in range(n):
+            acc[k] += w * np.float64(src[k])
 
 
-def motion_blur_kernel_apply(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _shift_sum(xp, dys, dxs, ws, pad, channels, out):  # pragma: no cover - numba
+    # out (H, W * C) float64 = the motion blur
+    acc = np.empty(_TILE, np.float64)
+    for y in range(out.shape[0]):
+        for k0 in range(0, out.shape[1], _TILE):
+            n = min(_TILE, out.shape[1] - k0)
+            _shift_tile(xp, y, k0, n, dys, dxs, ws, pad, channels, acc)
+            out[y, k0 : k0 + n] = acc[:n]
+
+
+@njit(cache=True, nogil=True)
+def _shift_sum_uint8(xp, dys, dxs, ws, pad, channels, out):  # pragma: no cover - numba
+    # out (H, W * C) uint8 = the motion blur, clipped to 0..255 and truncated
+    acc = np.empty(_TILE, np.float64)
+    for y in range(out.shape[0]):
+        for k0 in range(0, out.shape[1], _TILE):
+            n = min(_TILE, out.shape[1] - k0)
+            _shift_tile(xp, y, k0, n, dys, dxs, ws, pad, channels, acc)
+            o = out[y, k0 : k0 + n]
+            for k in range(n):
+                o[k] = np.uint8(min(max(acc[k], 0.0), 255.0))
+
+
+def motion_blur_kernel_apply(
+    x: np.ndarray, radius: int, sigma: float, angle: float, truncate: bool = False
+) -> np.ndarray:
     """imagecorruptions' ``_motion_blur``: a sum of edge-replicated shifts with Gaussian weights.
 
     Each tap ``i`` shifts the image by ``(dy_i, dx_i)`` (output pixel ``(y, x)`` reads input
@@ -294,20 +316,22 @@ def motion_blur_kernel_apply(x: np.ndarray, radius: int, sigma: float, angle: fl
         radius: kernel radius (``2 * radius + 1`` taps).
         sigma: standard deviation of the taps.
         angle: direction of motion in degrees.
+        truncate: return ``np.uint8(np.clip(blurred, 0, 255))`` (fused) instead.
 
     Returns:
-        float64 array of the same shape as ``x``.
+        float64 (or, with ``truncate``, uint8) array of the same shape as ``x``.
     """
     shape = x.shape
     x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
     dys, dxs, ws = motion_blur_offsets(radius, sigma, angle, shape)
     if ws.size == 0:
-        return np.zeros(shape, np.float64)
+        return np.zeros(shape, np.uint8 if truncate else np.float64)
     pad = int(np.abs(dxs).max())
     xp = cv2.copyMakeBorder(x3, 0, 0, pad, pad, cv2.BORDER_REPLICATE) if pad else x3
     channels = x3.shape[2]
     xp = np.ascontiguousarray(xp).reshape(shape[0], -1)  # (H, (W + 2 pad) * C)
-    out = _shift_sum(xp, dys, dxs, ws, pad, channels)
+    out = np.empty((shape[0], shape[1] * channels), np.uint8 if truncate else np.float64)
+    (_shift_sum_uint8 if truncate else _shift_sum)(xp, dys, dxs, ws, pad, channels, out)
     return out.reshape(shape)
 
 
@@ -677,7 +701,7 @@ def motion_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> n
     """
     radius, sigma = MOTION_BLUR[severity - 1]
     angle = paired_random_state(rng).uniform(-45, 45)  # the reference's draw, paired
-    return clip_truncate(motion_blur_kernel_apply(image, radius, sigma, angle))
+    return motion_blur_kernel_apply(image, radius, sigma, angle, truncate=True)
 
 
 # imagecorruptions `zoom_blur`: the zoom factors averaged with the image.
