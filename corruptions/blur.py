@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import cv2
@@ -579,8 +578,19 @@ def glass_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np
 DEFOCUS_BLUR = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))
 
 
-def _disk_taps(radius: int, alias_blur: float) -> np.ndarray:
-    """imagecorruptions' ``disk(radius, alias_blur)``, the same calls: float32, uncropped."""
+def disk_kernel(radius: int, alias_blur: float = 0.1) -> np.ndarray:
+    """imagecorruptions' ``disk``: a normalized aliased disk, anti-aliased by a small Gaussian.
+
+    The same calls, so the same float32 taps (their sum is 1 - 4e-9 .. 1 - 3e-8 for radius
+    <= 6, and 1.013 / 1.011 for radius 8 / 10, where the Gaussian reflects at the array's edge).
+
+    Args:
+        radius: disk radius in pixels.
+        alias_blur: sigma of the 3x3 (radius <= 8) or 5x5 Gaussian applied to the disk.
+
+    Returns:
+        float32 square kernel, 17x17 for radius <= 8, else ``2 * radius + 1``.
+    """
     if radius <= 8:
         ax = np.arange(-8, 8 + 1)
         ksize = (3, 3)
@@ -593,58 +603,13 @@ def _disk_taps(radius: int, alias_blur: float) -> np.ndarray:
     return cv2.GaussianBlur(aliased, ksize=ksize, sigmaX=alias_blur)
 
 
-def disk_kernel(radius: int, alias_blur: float = 0.1) -> np.ndarray:
-    """imagecorruptions' ``disk``: a normalized aliased disk, anti-aliased by a small Gaussian.
-
-    Args:
-        radius: disk radius in pixels.
-        alias_blur: sigma of the 3x3 (radius <= 8) or 5x5 Gaussian applied to the disk.
-
-    Returns:
-        float32 square kernel (17x17 for radius <= 8, else ``2 * radius + 1``), cropped to the
-        taps above 1e-12 (the dropped ones, ~1e-22 at ``alias_blur=0.1``, change nothing).
-    """
-    k = _disk_taps(radius, alias_blur)
-    c = k.shape[0] // 2
-    extent = int(np.max(np.abs(np.nonzero(k > 1e-12)[0] - c)))
-    return np.ascontiguousarray(k[c - extent : c + extent + 1, c - extent : c + extent + 1])
-
-
-@njit(cache=True, nogil=True)
-def _disk_sum(p, half_widths, ch):  # pragma: no cover - numba
-    # Sum of p over a disk given by its rows' half-widths (index dy + r), through row prefix
-    # sums (exact, int32). p: (Hp, Wp * ch) uint8; returns (Hp - 2r, (Wp - 2r) * ch) int32,
-    # element (y, x) being the disk centred at p's (y + r, x + r).
-    hp, wpc = p.shape
-    r = half_widths.size // 2
-    n = wpc - 2 * r * ch
-    s = np.zeros((hp, wpc + ch), np.int32)  # s[y, i * ch + c] = sum of p[y, x * ch + c], x < i
-    for y in range(hp):
-        for k in range(wpc):
-            s[y, k + ch] = s[y, k] + np.int32(p[y, k])
-    out = np.zeros((hp - 2 * r, n), np.int32)
-    for y in range(hp - 2 * r):
-        o = out[y]
-        for d in range(2 * r + 1):
-            hw = half_widths[d]
-            hi = s[y + d, (r + hw + 1) * ch : (r + hw + 1) * ch + n]
-            lo = s[y + d, (r - hw) * ch : (r - hw) * ch + n]
-            for k in range(n):
-                o[k] += hi[k] - lo[k]
-    return out
-
-
 def defocus_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Defocus blur: correlation with an anti-aliased disk (reflect-101 border, as cv2.filter2D).
+    """Defocus blur: correlation with an anti-aliased disk (reflect-101 border): the reference's
+    bytes.
 
-    Where the disk and its anti-aliasing Gaussian fit inside the reference's kernel array
-    (severities 1-3), the kernel is exactly the aliased disk convolved with that Gaussian, so
-    it is applied as an exact disk sum (row prefix sums) followed by the small Gaussian.
-    Otherwise the reference's anti-aliasing reflects at the array's edge and the kernel is
-    applied as is with ``cv2.filter2D`` in float32. The only corruption without the reference's
-    arithmetic (its float64 ``cv2.filter2D`` per channel is as slow as imagecorruptions): output
-    levels within ~1e-5 of an integer can truncate the other way, a few pixels in 100,000 (see
-    tests/test_corruption_fidelity.py); flat regions agree (see below).
+    The reference's own call: ``cv2.filter2D`` on the float64 image / 255. with its float32
+    disk (one call on the three channels gives the bytes of its three per-channel calls, at
+    any OpenCV thread count), then ``uint8(clip(., 0, 1) * 255)``.
 
     Args:
         image: uint8 HxWx3 RGB image.
@@ -654,34 +619,8 @@ def defocus_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> 
     Returns:
         uint8 HxWx3 image.
     """
-    radius, alias_blur = DEFOCUS_BLUR[severity - 1]
-    half_array = 8 if radius <= 8 else radius  # the reference's kernel array is 17x17 or 2r+1
-    reach = 1 if radius <= 8 else 2  # its anti-aliasing Gaussian is 3x3 or 5x5
-    if radius + reach > half_array:
-        kernel = disk_kernel(radius, alias_blur)
-        out = cv2.filter2D(image, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT_101)
-        return clip_truncate(out)
-    h, w, ch = image.shape
-    dy = np.arange(-radius, radius + 1)
-    half_widths = np.array([math.isqrt(radius * radius - d * d) for d in dy], np.int64)
-    pad = radius + reach
-    p = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
-    disk = _disk_sum(p.reshape(h + 2 * pad, -1), half_widths, ch)  # (H + 2 reach, (W + 2 reach) ch)
-    disk = disk.astype(np.float64).reshape(h + 2 * reach, w + 2 * reach, ch)
-    g = cv2.getGaussianKernel(2 * reach + 1, alias_blur, ktype=cv2.CV_64F)
-    out = cv2.sepFilter2D(disk, cv2.CV_64F, g, g)[reach : reach + h, reach : reach + w]
-    # Scaled to the reference kernel's own sum (1 - 4e-9 .. 1 - 3e-8, not 1: its taps are
-    # float32), in float64: where the image is flat the reference gives v * sum, just below v,
-    # which truncates to v - 1; so does this.
-    area = 2 * half_widths.sum() + len(half_widths)  # the disk's pixel count
-    out *= _disk_sum_of_taps(radius, alias_blur) / area
-    return clip_truncate(out)
-
-
-@functools.lru_cache(maxsize=len(DEFOCUS_BLUR))
-def _disk_sum_of_taps(radius: int, alias_blur: float) -> float:
-    """The exact sum of the reference's float32 ``disk`` taps."""
-    return math.fsum(_disk_taps(radius, alias_blur).astype(np.float64).ravel())
+    kernel = disk_kernel(*DEFOCUS_BLUR[severity - 1])
+    return clip_truncate(cv2.filter2D(_UNIT[image], -1, kernel), unit=True)
 
 
 # imagecorruptions `motion_blur`: (radius, sigma); the angle is uniform in [-45, 45).
@@ -731,5 +670,4 @@ def zoom_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.
     for z in factors:  # out += clipped_zoom(x, z)[:H, :W], in float32
         rows, cols = _zoom_plan(x.shape, z, x.shape[:2])
         _zoom_bilinear(x, *rows, *cols, out, True)
-    x = (x + out) / np.float32(len(factors) + 1)
-    return clip_truncate(np.clip(x, 0, 1) * np.float32(255))
+    return clip_truncate((x + out) / np.float32(len(factors) + 1), unit=True)  # float32

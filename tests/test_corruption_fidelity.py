@@ -3,14 +3,14 @@
 1. The reference backend returns ``imagecorruptions.corrupt(image, severity, name)`` byte for
    byte, the global state seeded as the backend seeds it (19 corruptions x 5 severities).
 2. The fast backend returns the reference's bytes for the same rng for every corruption but
-   ``NOT_PAIRED`` and ``NOT_EXACT`` (corruptions/reference.py), on three natural photos
-   (scikit-image's astronaut, coffee, chelsea) at 97x131 (odd), 256x320 and 480x640.
-3. ``NOT_EXACT`` (defocus_blur, float32 sums): mean signed difference within +-0.05 grey levels
-   and >= 99.9% of pixels within +-1, same photos and sizes.
-4. ``NOT_PAIRED`` (gaussian, shot and speckle noise draw their own numbers): pixel comparison
+   ``NOT_PAIRED`` (corruptions/reference.py), 16 of 19, on three natural photos (scikit-image's
+   astronaut, coffee, chelsea) at 97x131 (odd), 256x320 and 480x640, and at 1024x2048.
+3. ``NOT_PAIRED`` (gaussian, shot and speckle noise draw their own numbers): pixel comparison
    means nothing; the mean and per-channel std of (output - clean) and the mean |output -
    clean|, averaged over 8 seeds, agree within 5% (+ 0.1 grey level, the sampling floor) at
-   256x512. Truncation moves the mean by ~0.5 grey level from rounding's: caught.
+   256x512. Truncation moves the mean by ~0.5 grey level from rounding's: caught. (A paired
+   corruption that could not be byte-identical would be held to a mean signed difference
+   within +-0.05 and >= 99.9% of pixels within +-1; none is left.)
 The 480x640 size, the full 1024x2048 pass and the 8-seed statistics run under the `slow` marker.
 """
 
@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from corruptions import corrupt, get_corruption_names
-from corruptions.reference import NOT_EXACT, NOT_PAIRED
+from corruptions.reference import NOT_PAIRED
 from tests.conftest import natural_image
 
 ALL = tuple(get_corruption_names("all"))
-EXACT = tuple(n for n in ALL if n not in NOT_PAIRED + NOT_EXACT)
+EXACT = tuple(n for n in ALL if n not in NOT_PAIRED)
 SEVERITIES = (1, 2, 3, 4, 5)
 PHOTOS = (0, 1, 2)  # astronaut, coffee, chelsea (tests/conftest.py)
 SIZES = ((97, 131), (256, 320), pytest.param((480, 640), marks=pytest.mark.slow))
@@ -87,18 +87,6 @@ def test_fast_is_reference_byte_for_byte(name, size):
             assert fast.tobytes() == ref.tobytes(), f"{name} s{severity} photo {photo} {size}"
 
 
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("name", NOT_EXACT)
-def test_fast_is_close_to_reference(name, size):
-    for severity in SEVERITIES:
-        for photo in PHOTOS:
-            fast, ref = _pair(name, severity, photo, size)
-            d = fast.astype(np.int16) - ref
-            where = f"{name} s{severity} photo {photo} {size}"
-            assert abs(d.mean()) <= 0.05, f"{where}: mean signed difference {d.mean():+.4f}"
-            assert np.mean(np.abs(d) <= 1) >= 0.999, where
-
-
 def change_stats(clean: np.ndarray, out: np.ndarray) -> np.ndarray:
     """[mean(d), std(d_R), std(d_G), std(d_B), mean|d|] with d = out - clean."""
     d = out.astype(np.float64) - clean.astype(np.float64)
@@ -142,12 +130,9 @@ def test_unpaired_noise_mean_is_truncated(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ALL)
 def test_full_size(name):
-    """1024x2048 (as Cityscapes), severity 3: the same bytes, or close, or the same law."""
+    """1024x2048 (as Cityscapes), severity 3: the same bytes, or the same law."""
     fast, ref = _pair(name, 3, 3, (1024, 2048))  # rocket
     if name in EXACT:
         assert fast.tobytes() == ref.tobytes()
-    elif name in NOT_EXACT:
-        d = fast.astype(np.int16) - ref
-        assert abs(d.mean()) <= 0.05 and np.mean(np.abs(d) <= 1) >= 0.999
     else:
         assert abs(fast.mean() - ref.mean()) < 0.15  # 5 standard errors
