@@ -163,6 +163,8 @@ def run_demo(
         )
 
         runs = [out / "runs" / name for _, name in DEMO_MODELS]
+        for run in runs:  # evaluated afresh: the cells of an earlier demo (a clone's committed
+            shutil.rmtree(run, ignore_errors=True)  # ones) have the same configuration hash
         with timed("evaluate"):
             for (model, _), run in zip(DEMO_MODELS, runs, strict=True):
                 evaluate(
