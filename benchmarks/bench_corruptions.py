@@ -7,7 +7,11 @@
 3. Encoder choice: seconds and bytes per 2048x1024 variant for our writer, OpenCV levels 1/3
    and Pillow's default, on the same 72 images, and the disk a full 500-image Cityscapes-C takes.
 
-Run: .venv/bin/python benchmarks/bench_corruptions.py [--image PATH] [--json OUT]
+4. With --fidelity, instead: fast vs reference for every corruption and severity on three
+   scikit-image photos (astronaut, coffee, chelsea) at 97x131, 256x320 and 480x640, the same
+   rng for both: identical cells, worst mean signed difference, worst fraction within +-1.
+
+Run: .venv/bin/python benchmarks/bench_corruptions.py [--image PATH] [--json OUT] [--fidelity]
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from corruptions import CITYSCAPES_C, corrupt  # noqa: E402
+from corruptions import CITYSCAPES_C, corrupt, get_corruption_names  # noqa: E402
 from corruptions.protocol import variant_rng  # noqa: E402
+from corruptions.reference import NOT_PAIRED  # noqa: E402
 from robustbench_seg.data.png import encode_png, write_png_atomic  # noqa: E402
 
 VAL_IMAGES = 500  # Cityscapes val
@@ -59,7 +64,11 @@ def main() -> None:
         "--image", help="a photo (resized to 2048x1024); default: scikit-image astronaut"
     )
     ap.add_argument("--json", help="also write the figures as JSON here")
+    ap.add_argument("--fidelity", action="store_true", help="measure fast vs reference instead")
     args = ap.parse_args()
+    if args.fidelity:
+        fidelity()
+        return
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -150,6 +159,60 @@ def main() -> None:
             "grid_speedup": tr / tf, "write_ours_s": ours_total, "write_reference_s": ref_total,
             "encoders": enc_rows,
         }, indent=2))  # fmt: skip
+
+
+FIDELITY_PHOTOS = ("astronaut", "coffee", "chelsea")
+FIDELITY_SIZES = ((97, 131), (256, 320), (480, 640))
+
+
+def _photo(name: str, h: int, w: int) -> np.ndarray:
+    """A scikit-image photo resized to h x w, as tests/conftest.py's natural_image."""
+    import skimage.data
+
+    img = getattr(skimage.data, name)()[:, :, :3]
+    interp = cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_CUBIC
+    return cv2.resize(img, (w, h), interpolation=interp)
+
+
+def fidelity() -> None:
+    """Fast vs reference, same rng, per corruption over photos x sizes x severities."""
+    images = {(p, s): _photo(p, *s) for p in FIDELITY_PHOTOS for s in FIDELITY_SIZES}
+    cells = len(images) * 5
+    print(f"# fast vs reference (imagecorruptions), same rng (seed 0), {cells} cells per "
+          f"corruption: {', '.join(FIDELITY_PHOTOS)} x {FIDELITY_SIZES} x severities 1-5")  # fmt: skip
+    print("| corruption | identical cells | worst mean signed difference | worst pixels differing "
+          "| worst within +-1 | max abs difference |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in get_corruption_names("all"):
+        rows = []
+        for sev in range(1, 6):
+            for (photo, size), img in images.items():
+                d = corrupt(img, name, sev, 0).astype(np.int16) - corrupt(
+                    img, name, sev, 0, backend="reference"
+                )
+                where = f"s{sev} {photo} {size[0]}x{size[1]}"
+                rows.append((not d.any(), d.mean(), np.mean(d != 0), np.mean(np.abs(d) <= 1),
+                             int(np.abs(d).max()), where, d.size, float(d.sum()),
+                             float(np.square(d, dtype=np.float64).sum())))  # fmt: skip
+        same = sum(r[0] for r in rows)
+        if name in NOT_PAIRED:  # independent draws: pixels differ; the pooled mean says more
+            n, s1, s2 = (sum(r[i] for r in rows) for i in (6, 7, 8))
+            se = np.sqrt((s2 / n - (s1 / n) ** 2) / n)
+            print(f"| {name} | not paired | pooled over the {cells} cells: {s1 / n:+.3f} "
+                  f"(standard error {se:.3f}) | own draws: the same law, other pixels | | |")  # fmt: skip
+            continue
+        if same == cells:
+            print(f"| {name} | **{same}/{cells}** | 0 | 0 | 100% | 0 |")
+            continue
+        m = max(rows, key=lambda r: abs(r[1]))
+        f = max(rows, key=lambda r: r[2])
+        c = min(rows, key=lambda r: r[3])
+        print(f"| {name} | {same}/{cells} | {m[1]:+.1e} ({m[5]}) | {100 * f[2]:.4f}% ({f[5]}) | "
+              f"{_within(c)} | {max(r[4] for r in rows)} |")  # fmt: skip
+
+
+def _within(row: tuple) -> str:
+    return "100%" if row[3] == 1 else f"{100 * row[3]:.3f}% ({row[5]})"
 
 
 def _pil_png(x: np.ndarray) -> bytes:
