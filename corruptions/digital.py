@@ -219,7 +219,7 @@ def _reflect(c, n):  # pragma: no cover - compiled
 @numba.njit(cache=True, nogil=True, inline="always")
 def _linear(c, n):  # pragma: no cover - compiled
     # scipy's order-1 spline along one axis at coordinate c (mode "reflect"): the two input
-    # indices and their weights (w0 = 1 - frac, w1 = 1 - w0), or n = -1 for "outside" (cval).
+    # indices and their weights (w0 = 1 - frac, w1 = 1 - w0), or indices -1 outside (cval 0).
     cc = _reflect(c, n)
     if cc <= -1.0:
         return -1, -1, 0.0, 0.0
