@@ -15,6 +15,7 @@ __all__ = [
     "Preprocessing",
     "RobustSegError",
     "__version__",
+    "compare",
     "create_model",
     "evaluate",
     "list_models",
@@ -24,6 +25,10 @@ __all__ = [
 
 def __getattr__(name: str):
     # Lazy: `import robustbench_seg` stays light (no torch) until these are used.
+    if name == "compare":
+        from robustbench_seg.compare import compare
+
+        return compare
     if name == "evaluate":
         from robustbench_seg.engine.evaluate import evaluate
 

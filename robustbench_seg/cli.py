@@ -465,6 +465,39 @@ def report_cmd(
     click.echo(f"report: {result.index_md} (and {result.index_html.name})")
 
 
+@cli.command("compare")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Bootstrap resamples of the images.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the resamples (the same for both runs: paired).")  # fmt: skip
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Family-wise error rate (Holm); intervals at 1 - alpha.")  # fmt: skip
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the table here (CSV; an existing file is not replaced). Default: none.")  # fmt: skip
+def compare_cmd(run_a, run_b, resamples, seed, alpha, csv_path) -> None:
+    """Paired comparison of two runs over the same images, column by column of Table 5.
+
+    Per column (clean, each corruption, mPC, rPC): RUN_A - RUN_B with its bootstrap interval
+    and a paired-bootstrap p-value, Holm-corrected over the columns.
+
+    Example: robustseg compare runs/b5 runs/r101
+    """
+    from robustbench_seg.compare import compare, format_comparison
+    from robustbench_seg.errors import RobustSegError
+    from robustbench_seg.io import atomic_path
+
+    if csv_path is not None and csv_path.exists():
+        raise RobustSegError(f"{csv_path} exists; choose another file (nothing was changed)")
+    frame = compare(run_a, run_b, resamples=resamples, seed=seed, alpha=alpha)
+    click.echo(format_comparison(frame, run_a.name, run_b.name))
+    if csv_path is not None:
+        with atomic_path(csv_path, suffix=".csv") as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+        click.echo(f"wrote {csv_path}")
+
+
 @cli.command("erf")
 @click.option(
     "--model",

@@ -8,11 +8,17 @@ A run directory holds:
   when the same configuration is run again on the same machine (``run.json``'s timing keys,
   kept apart so that a committed run, such as the demo's, stays byte-identical);
 - ``cells/<cell>.npz``: per cell the confusion matrix (int64, rows ground truth), the image
-  count and the configuration hash, each written atomically when the cell is complete;
+  count, the configuration hash, the per-image TP, FP and FN of every class (``per_image``,
+  ``(N, K, 3)``, in the split's image order) and the calibration sums (``cal_*``,
+  ``metrics.Calibration``), each written atomically when the cell is complete;
 - ``predictions/<cell>.npz``: the predicted trainIds (uint8) of the first images of the cell
   (``evaluate --save-predictions``), with their image ids, for the report's qualitative grid;
-- ``results.csv``: one tidy row per cell and class (IoU, mIoU, pixel accuracy as fractions);
-- ``summary.csv``: the Table 5 row (clean, each corruption's mean over its severities, mPC, rPC).
+- ``results.csv``: one tidy row per cell and class (IoU, mIoU with its 95% bootstrap interval
+  ``miou_lo``/``miou_hi``, pixel accuracy, as fractions; the cell's ``ece``, ``nll``, ``brier``);
+- ``summary.csv``: the Table 5 row in percent (clean, each corruption's mean over its
+  severities, mPC, rPC), each figure ``X`` with its interval ``X_lo``, ``X_hi``;
+- ``per_image.csv``: one row per image and cell: ``image_id``, ``cell``, ``miou`` (over the
+  classes present in the image or predicted), for worst-case analysis.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from corruptions.registry import get_corruption
 from robustbench_seg import metrics
+from robustbench_seg import stats as stats_mod
 from robustbench_seg.data.cityscapes import CLASS_NAMES
 from robustbench_seg.data.cityscapes_c import CLEAN
 from robustbench_seg.errors import RobustSegError
@@ -36,6 +43,9 @@ __all__ = [
     "RESULTS_COLUMNS",
     "RUN_JSON",
     "TIMING_JSON",
+    "CellRecord",
+    "RunStatistics",
+    "load_statistics",
     "claim_run_dir",
     "format_summary",
     "load_cell",
@@ -58,6 +68,7 @@ CELLS = "cells"
 PREDICTIONS = "predictions"
 RESULTS = "results.csv"
 SUMMARY = "summary.csv"
+PER_IMAGE = "per_image.csv"
 RESULTS_COLUMNS = ("model", "cell", "corruption", "category", "severity", "class", "iou", "miou")
 
 
@@ -129,24 +140,48 @@ def prepare_run_dir(run_dir: str | os.PathLike, config_hash: str, *, overwrite: 
 # ----------------------------------------------------------------------------- cells
 
 
+class CellRecord(NamedTuple):
+    """A finished cell: confusion matrix ``(K, K)``, image count, per-image TP/FP/FN
+    ``(N, K, 3)`` and calibration sums (both ``None`` in runs from before they were kept)."""
+
+    confusion: np.ndarray
+    images: int
+    per_image: np.ndarray | None = None
+    calibration: metrics.Calibration | None = None
+
+
 def save_cell(
-    run_dir: str | os.PathLike, cell: str, conf: np.ndarray, images: int, config_hash: str
+    run_dir: str | os.PathLike,
+    cell: str,
+    conf: np.ndarray,
+    images: int,
+    config_hash: str,
+    *,
+    per_image: np.ndarray | None = None,
+    calibration: metrics.Calibration | None = None,
 ) -> None:
-    """Writes a finished cell's confusion matrix and image count atomically."""
+    """Writes a finished cell atomically: its confusion matrix and image count, and, when
+    given, its per-image TP/FP/FN ``(N, K, 3)`` and calibration sums (compressed npz)."""
     path = Path(run_dir) / CELLS / f"{cell}.npz"
+    extra: dict[str, Any] = {}
+    if per_image is not None:
+        extra["per_image"] = np.asarray(per_image, dtype=np.int64)
+    if calibration is not None:
+        extra.update(calibration.arrays())
     with atomic_path(path, suffix=".tmp.npz") as tmp:
-        np.savez(tmp, confusion=conf.astype(np.int64), images=np.int64(images), config=config_hash)
+        np.savez_compressed(tmp, confusion=conf.astype(np.int64), images=np.int64(images),
+                            config=config_hash, **extra)  # fmt: skip
 
 
-def load_cell(
-    run_dir: str | os.PathLike, cell: str, config_hash: str
-) -> tuple[np.ndarray, int] | None:
-    """A finished cell of this configuration: ``(confusion, images)``, else ``None``."""
+def load_cell(run_dir: str | os.PathLike, cell: str, config_hash: str) -> CellRecord | None:
+    """A finished cell of this configuration, else ``None``."""
     try:
         with np.load(Path(run_dir) / CELLS / f"{cell}.npz") as z:
             if str(z["config"]) != config_hash:
                 return None
-            return z["confusion"].astype(np.int64), int(z["images"])
+            per_image = z["per_image"].astype(np.int64) if "per_image" in z else None
+            return CellRecord(z["confusion"].astype(np.int64), int(z["images"]), per_image,
+                              metrics.Calibration.from_arrays(z))  # fmt: skip
     except (OSError, KeyError, ValueError):
         return None
 
@@ -198,12 +233,21 @@ def load_predictions(
 # ----------------------------------------------------------------------------- tables
 
 
-def results_frame(model: str, cells: Mapping[str, tuple[np.ndarray, int]], class_names=CLASS_NAMES):
-    """Tidy results: one row per cell and class (IoU, mIoU, pixel accuracy as fractions)."""
+def results_frame(
+    model: str,
+    cells: Mapping[str, CellRecord | tuple[np.ndarray, int]],
+    class_names=CLASS_NAMES,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+):
+    """Tidy results: one row per cell and class (IoU, mIoU, pixel accuracy as fractions), with
+    the cell's mIoU interval (``miou_lo``, ``miou_hi``; NaN without per-image data) and its
+    calibration (``ece``, ``nll``, ``brier``; NaN without)."""
     import pandas as pd
 
     rows = []
-    for cell, (conf, images) in cells.items():
+    for cell, record in cells.items():
+        record = CellRecord(*record)
+        conf, images, cal = record.confusion, record.images, record.calibration
         if cell == CLEAN:
             corruption, category, severity = CLEAN, CLEAN, 0
         else:
@@ -211,18 +255,22 @@ def results_frame(model: str, cells: Mapping[str, tuple[np.ndarray, int]], class
             category, severity = get_corruption(corruption).category, int(sev)
         iou = metrics.iou_per_class(conf)
         miou, acc = metrics.mean_iou(conf), metrics.pixel_accuracy(conf)
+        lo, hi = (intervals or {}).get(cell, (np.nan, np.nan))
+        ece, nll, brier = (cal.ece, cal.nll, cal.brier) if cal is not None else (np.nan,) * 3
         for c, name in enumerate(class_names[: conf.shape[0]]):
             rows.append({
                 "model": model, "cell": cell, "corruption": corruption, "category": category,
                 "severity": severity, "class": name, "iou": iou[c], "miou": miou,
-                "pixel_accuracy": acc, "images": images,
+                "miou_lo": lo, "miou_hi": hi, "pixel_accuracy": acc, "images": images,
+                "ece": ece, "nll": nll, "brier": brier,
             })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def summary_frame(results) -> Any:
+def summary_frame(results, figures: Mapping[str, tuple[float, float, float]] | None = None) -> Any:
     """The Table 5 row(s) from tidy results: clean mIoU, each corruption's mean over its
-    severities, mPC and rPC, all in percent."""
+    severities, mPC and rPC, all in percent; with ``figures`` (name -> point, lo, hi, as
+    ``run_figures`` gives) each figure ``X`` also has ``X_lo`` and ``X_hi``."""
     import pandas as pd
 
     out = []
@@ -242,6 +290,13 @@ def summary_frame(results) -> Any:
                 if row["clean"] == row["clean"]
                 else np.nan
             )
+        if figures is not None:
+            for name in [k for k in row if k != "model"]:
+                lo, hi = figures.get(name, (np.nan, np.nan, np.nan))[1:]
+                row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
+            order = ["model"] + [x for k in row if k != "model" and not k.endswith(("_lo", "_hi"))
+                                 for x in (k, f"{k}_lo", f"{k}_hi")]  # fmt: skip
+            row = {k: row[k] for k in order}
         out.append(row)
     return pd.DataFrame(out)
 
@@ -257,13 +312,120 @@ def format_summary(summary) -> str:
     return "\n".join(lines)
 
 
-def write_tables(run_dir: str | os.PathLike, results) -> None:
-    """Writes ``results.csv`` and ``summary.csv`` atomically."""
+def write_tables(run_dir: str | os.PathLike, results, stats: RunStatistics | None = None) -> None:
+    """Writes ``results.csv``, ``summary.csv`` and, with per-image statistics, the summary's
+    intervals and ``per_image.csv``, atomically."""
     run_dir = Path(run_dir)
     with atomic_path(run_dir / RESULTS, suffix=".csv") as tmp:
         results.to_csv(tmp, index=False)
+    figures = stats.figures() if stats is not None else None
     with atomic_path(run_dir / SUMMARY, suffix=".csv") as tmp:
-        summary_frame(results).to_csv(tmp, index=False, float_format="%.4f")
+        summary_frame(results, figures).to_csv(tmp, index=False, float_format="%.4f")
+    if stats is not None:
+        with atomic_path(run_dir / PER_IMAGE, suffix=".csv") as tmp:
+            stats.per_image_frame().to_csv(tmp, index=False, float_format="%.6f")
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+class RunStatistics:
+    """A run's per-image counts and calibration, and the bootstrap figures computed from them.
+
+    Args:
+        cells: Cell names, in the run's order.
+        counts: ``(N, C, K, 3)`` per-image TP/FP/FN of each cell.
+        calibration: Per cell, its calibration sums (or ``None``).
+        image_ids: The N image ids, in the split's order.
+        key: The image list's hash (seeds the resamples: runs over the same images share them).
+    """
+
+    def __init__(self, cells: Sequence[str], counts: np.ndarray,
+                 calibration: Mapping[str, metrics.Calibration | None], image_ids: Sequence[str],
+                 key: str) -> None:  # fmt: skip
+        self.cells = list(cells)
+        self.counts = counts
+        self.calibration = dict(calibration)
+        self.image_ids = list(image_ids)
+        self.key = key
+        self._miou: dict[tuple[int, int], np.ndarray] = {}
+
+    @classmethod
+    def from_records(cls, records: Mapping[str, CellRecord], image_ids: Sequence[str],
+                     key: str) -> RunStatistics | None:  # fmt: skip
+        """None when a cell lacks per-image data (a run from before it was kept)."""
+        if not records or any(r.per_image is None for r in records.values()):
+            return None
+        counts = np.stack([r.per_image for r in records.values()], axis=1)
+        return cls(list(records), counts, {c: r.calibration for c, r in records.items()},
+                   image_ids, key)  # fmt: skip
+
+    def miou(self, resamples: int = stats_mod.DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
+        """``(1 + resamples, C)`` mIoU: row 0 the run's, then one row per resample."""
+        key = (resamples, seed)
+        if key not in self._miou:
+            w = stats_mod.resample_weights(self.counts.shape[0], self.key, resamples=resamples,
+                                           seed=seed)  # fmt: skip
+            self._miou[key] = stats_mod.cell_miou(self.counts, w)
+        return self._miou[key]
+
+    def figure_samples(self, baseline: RunStatistics | None = None,
+                       resamples: int = stats_mod.DEFAULT_RESAMPLES,
+                       seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+        """Table 5 figures per weighting (row 0: the point estimate), paired with
+        ``baseline`` (which must be over the same images)."""
+        base = None
+        if baseline is not None:
+            base = (baseline.cells, baseline.miou(resamples, seed))
+        return stats_mod.table5_figures(self.cells, self.miou(resamples, seed), base)
+
+    def figures(self, baseline: RunStatistics | None = None,
+                resamples: int = stats_mod.DEFAULT_RESAMPLES,
+                seed: int = 0) -> dict[str, tuple[float, float, float]]:  # fmt: skip
+        """Figure -> (point, lo, hi), in percent."""
+        return {name: (float(v[0]), *stats_mod.interval(v[1:]))
+                for name, v in self.figure_samples(baseline, resamples, seed).items()}  # fmt: skip
+
+    def cell_intervals(self, resamples: int = stats_mod.DEFAULT_RESAMPLES,
+                       seed: int = 0) -> dict[str, tuple[float, float, float]]:  # fmt: skip
+        """Cell -> (mIoU, lo, hi), as fractions."""
+        m = self.miou(resamples, seed)
+        return {
+            c: (float(m[0, j]), *stats_mod.interval(m[1:, j])) for j, c in enumerate(self.cells)
+        }
+
+    def per_image_frame(self):
+        """One row per image and cell: ``image_id``, ``cell``, ``miou`` (fraction)."""
+        import pandas as pd
+
+        miou = metrics.miou_from_counts(self.counts)  # (N, C)
+        n, c = miou.shape
+        ids = self.image_ids if len(self.image_ids) == n else [str(i) for i in range(n)]
+        return pd.DataFrame({
+            "image_id": np.repeat(np.asarray(ids, dtype=object), c),
+            "cell": np.tile(np.asarray(self.cells, dtype=object), n),
+            "miou": miou.reshape(-1),
+        })  # fmt: skip
+
+
+def load_statistics(run_dir: str | os.PathLike) -> RunStatistics | None:
+    """A run directory's per-image data (``None`` for a run from before it was kept).
+
+    Raises:
+        RobustSegError: No readable ``run.json``.
+    """
+    info = read_run_info(run_dir)
+    if info is None or "config_hash" not in info:
+        raise RobustSegError(f"{run_dir} has no readable run.json (robustseg evaluate writes one)")
+    config = info.get("config", {})
+    records = {}
+    for cell in config.get("cells", []):
+        record = load_cell(run_dir, cell, info["config_hash"])
+        if record is None:
+            return None
+        records[cell] = record
+    return RunStatistics.from_records(records, info.get("image_ids", []),
+                                      str(config.get("images_sha256", "")))  # fmt: skip
 
 
 def read_results(run_dir: str | os.PathLike) -> tuple[str, Any, dict[str, Any]]:

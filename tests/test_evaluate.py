@@ -101,7 +101,12 @@ def test_run_directory_and_numbers(city, tmp_path, b0_weights):
     res = pd.read_csv(out / "results.csv")
     assert abs(res[res.cell == "clean"]["miou"].iloc[0] - mean_iou(conf)) < 1e-12
     summ = pd.read_csv(out / "summary.csv")
-    assert list(summ.columns) == ["model", "clean", "gaussian_noise", "fog", "mPC", "rPC"]
+    figures = ["clean", "gaussian_noise", "fog", "mPC", "rPC"]
+    assert list(summ.columns) == ["model"] + [f"{f}{e}" for f in figures for e in ("", "_lo", "_hi")]
+    for f in figures:  # each figure inside its 95% interval
+        assert summ[f"{f}_lo"].iloc[0] <= summ[f].iloc[0] <= summ[f"{f}_hi"].iloc[0]
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert len(per_image) == 3 * 5 * len(res.cell.unique()) // 5  # 3 images x every cell
     fog = res[res.corruption == "fog"].drop_duplicates("cell")["miou"].mean() * 100
     assert abs(summ["fog"].iloc[0] - fog) < 1e-3
     assert (
@@ -452,10 +457,11 @@ def test_written_files_follow_the_umask(city, tmp_path):
         evaluate("b0", weights=None, cityscapes_root=city, corruptions=None, limit=1,
                  out=tmp_path / "run", **{**FAST, "inference": "whole"})  # fmt: skip
         files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
-        # run.json, results.csv, summary.csv, cells/ and predictions/clean.npz, the folder's
-        # marker; the lock is gone once the run ends
+        # run.json, timing.json, results.csv, summary.csv, per_image.csv, cells/ and
+        # predictions/clean.npz, the folder's marker; the lock is gone once the run ends
         assert sorted(p.name for p in files) == [
-            ".robustseg.json", "clean.npz", "clean.npz", "results.csv", "run.json", "summary.csv"
+            ".robustseg.json", "clean.npz", "clean.npz", "per_image.csv", "results.csv",
+            "run.json", "summary.csv", "timing.json",
         ]  # fmt: skip
         assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
         os.umask(0o077)

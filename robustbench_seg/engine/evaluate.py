@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from corruptions import make_protocol
-from robustbench_seg import runs, runtime
+from robustbench_seg import metrics, runs, runtime
 from robustbench_seg.data.cityscapes import NUM_CLASSES, check_pairs, list_pairs, resolve_root
 from robustbench_seg.data.cityscapes_c import CellView, cell_name, check_tree
 from robustbench_seg.engine.scoring import Segmenter
@@ -74,6 +74,8 @@ class _Cell:
     severity: int | None
     done: bool = False
     conf: torch.Tensor | None = None
+    per_image: np.ndarray | None = None  # (N, K, 3) TP/FP/FN, rows of this rank's images
+    calibration: list[torch.Tensor] | None = None  # metrics.Calibration's sums, on the device
     seen: int = 0
     saved: list[tuple[int, np.ndarray]] = field(default_factory=list)
 
@@ -96,6 +98,14 @@ class _Items(torch.utils.data.Dataset):
         k, i = self.items[j]
         _, image, label = self.views[k][i]
         return k, i, image, label
+
+
+def _empty_calibration(dev: torch.device) -> list[torch.Tensor]:
+    n = metrics.CALIBRATION_SLOTS
+    f64 = dict(dtype=torch.float64, device=dev)
+    return [torch.zeros(n, dtype=torch.int64, device=dev), torch.zeros(n, **f64),
+            torch.zeros(n, dtype=torch.int64, device=dev), torch.zeros((), **f64),
+            torch.zeros((), **f64)]  # fmt: skip
 
 
 def _collate(batch):
@@ -153,6 +163,7 @@ def evaluate(
     backend: str | None = None,
     save_predictions: int = DEFAULT_SAVED_PREDICTIONS,
     progress: bool = True,
+    statistics: bool = True,
 ):
     """Evaluate a model on clean Cityscapes and Cityscapes-C.
 
@@ -185,6 +196,8 @@ def evaluate(
         save_predictions: keep the predicted maps of the first N images of every cell in
             ``out/predictions/`` (what ``report --qualitative`` shows; 0: none).
         progress: show a progress bar.
+        statistics: keep the calibration sums of every cell (per-image counts are always
+            kept); ``False`` only to measure what they cost (benchmarks/bench_evaluate.py).
 
     Returns:
         The tidy results (pandas DataFrame, one row per cell and class).
@@ -256,19 +269,31 @@ def evaluate(
                 }, "versions": package_versions(_VERSIONED), "device": torch.cuda.get_device_name(dev)
                 if dev.type == "cuda" else platform.processor() or platform.machine(),
                 "started": t_start.isoformat(timespec="seconds"), "finished": None,
+                "image_ids": [p.image_id for p in pairs],
             })  # fmt: skip
         runtime.barrier(info)
 
         cells = [_Cell(cell_name(c, s), c, s) for c, s in cell_specs]
-        finished: dict[str, tuple[np.ndarray, int]] = {}
+        finished: dict[str, runs.CellRecord] = {}
+        k_classes = loaded.num_classes
         for cell in cells:
             done = runs.load_cell(run_dir, cell.name, digest)
-            if done is not None and done[1] == len(pairs):
+            # a cell from before per-image statistics were kept is evaluated again
+            if (
+                done is not None
+                and done.images == len(pairs)
+                and (
+                    not statistics or (done.per_image is not None and done.calibration is not None)
+                )
+            ):
                 cell.done = True
                 finished[cell.name] = done
         todo = [c for c in cells if not c.done]
         for cell in todo:
-            cell.conf = torch.zeros((loaded.num_classes,) * 2, dtype=torch.int64, device=dev)
+            cell.conf = torch.zeros((k_classes,) * 2, dtype=torch.int64, device=dev)
+            cell.per_image = np.zeros((len(pairs), k_classes, 3), np.int64)
+            if statistics:
+                cell.calibration = _empty_calibration(dev)
 
         my_pairs = pairs[rank::world]
         views = [CellView(my_pairs, c.corruption, c.severity, cityscapes_c=cityscapes_c, seed=seed,
@@ -287,6 +312,13 @@ def evaluate(
         def finalize(cell: _Cell) -> None:
             conf = runtime.all_reduce_sum(cell.conf, info)
             images = runtime.all_reduce_sum(torch.tensor(cell.seen, device=dev), info)
+            per_image = runtime.all_reduce_sum(torch.from_numpy(cell.per_image).to(dev), info)
+            per_image = per_image.cpu().numpy()  # ranks fill disjoint rows
+            cal = None
+            if cell.calibration is not None:
+                sums = [runtime.all_reduce_sum(t, info).cpu().numpy() for t in cell.calibration]
+                cal = metrics.Calibration(sums[0].astype(np.int64), sums[1], sums[2].astype(np.int64),
+                                          float(sums[3]), float(sums[4]))  # fmt: skip
             saved = cell.saved
             if world > 1 and n_saved:
                 gathered: list = [None] * world
@@ -298,9 +330,10 @@ def evaluate(
                     saved.sort(key=lambda s: s[0])
                     runs.save_predictions(run_dir, cell.name, [pairs[i].image_id for i, _ in saved],
                                           [p for _, p in saved], digest)  # fmt: skip
-                runs.save_cell(run_dir, cell.name, arr, int(images), digest)
-            finished[cell.name] = (arr, int(images))
-            cell.done, cell.saved = True, []
+                runs.save_cell(run_dir, cell.name, arr, int(images), digest, per_image=per_image,
+                               calibration=cal)  # fmt: skip
+            finished[cell.name] = runs.CellRecord(arr, int(images), per_image, cal)
+            cell.done, cell.saved, cell.per_image, cell.calibration = True, [], None, None
 
         try:
             with torch.inference_mode():
@@ -313,11 +346,17 @@ def evaluate(
                         labels = torch.from_numpy(np.stack([g[2] for g in group])).to(dev)
                         cell = todo[k]
                         first = pairs[rank + group[0][0] * world].image_id
-                        conf, pred = segmenter.score(images, labels, what=f"{cell.name}, {first}")
-                        cell.conf += conf
+                        m = segmenter.measure(images, labels, what=f"{cell.name}, {first}",
+                                              calibration=statistics)  # fmt: skip
+                        cell.conf += m.confusion.sum(0)
                         cell.seen += len(group)
-                        for (i, _, _), p in zip(group, pred, strict=True):
+                        counts = metrics.per_image_counts(m.confusion.cpu().numpy())
+                        if m.calibration is not None:
+                            for total, part in zip(cell.calibration, m.calibration, strict=True):
+                                total += part
+                        for (i, _, _), p, c in zip(group, m.pred, counts, strict=True):
                             j = rank + i * world  # the image's index in the whole split
+                            cell.per_image[j] = c
                             if j < n_saved:
                                 cell.saved.append((j, p.to(torch.uint8).cpu().numpy()))
                         bar.update(len(group) * world)
@@ -332,9 +371,11 @@ def evaluate(
             bar.close()
 
         ordered = {c.name: finished[c.name] for c in cells}
-        results = runs.results_frame(loaded.name, ordered)
+        stats = runs.RunStatistics.from_records(ordered, [p.image_id for p in pairs], images_sha)
+        intervals = {c: v[1:] for c, v in stats.cell_intervals().items()} if stats else None
+        results = runs.results_frame(loaded.name, ordered, intervals=intervals)
         if rank == 0:
-            runs.write_tables(run_dir, results)
+            runs.write_tables(run_dir, results, stats)
             run_info = runs.read_run_info(run_dir) or {}
             run_info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             run_info["seconds"] = time.time() - t_start.timestamp()

@@ -9,6 +9,7 @@ the model contract (``Preprocessing``): normalisation, the resize to ``input_siz
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from robustbench_seg.engine.inference import predict_logits, preprocess
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.models.registry import Preprocessing
 
-__all__ = ["Segmenter", "score_pairs"]
+__all__ = ["Measurement", "Segmenter", "calibration_sums", "per_image_confusion", "score_pairs"]
 
 
 class _Contract(nn.Module):
@@ -46,6 +47,69 @@ class _Contract(nn.Module):
                 )
             self.checked = True
         return y if self.index is None else y[:, self.index]
+
+
+@dataclass
+class Measurement:
+    """What one batch gives: per-image confusion matrices ``(N, K, K)`` (int64, rows ground
+    truth), predictions ``(N, h, w)`` and calibration sums (:func:`calibration_sums`)."""
+
+    confusion: torch.Tensor
+    pred: torch.Tensor
+    calibration: tuple[torch.Tensor, ...] | None
+
+
+def per_image_confusion(labels: torch.Tensor, pred: torch.Tensor, k: int) -> torch.Tensor:
+    """``(N, K, K)`` int64 confusion matrices of each image (ignored and out-of-range ground
+    truth left out), on the labels' device."""
+    n = labels.shape[0]
+    gt = labels.reshape(n, -1).long()
+    valid = (gt >= 0) & (gt < k)
+    img = torch.arange(n, device=gt.device)[:, None].expand_as(gt)
+    idx = (img * k + gt) * k + pred.reshape(n, -1)
+    return torch.bincount(idx[valid], minlength=n * k * k).reshape(n, k, k)
+
+
+# ECE slot edges (torchmetrics' binning: 15 equal-width bins, and a slot for confidence 1.0)
+_EDGES = torch.linspace(0, 1, metrics.ECE_BINS + 1)
+
+
+def calibration_sums(logits: torch.Tensor, top: torch.Tensor, pred: torch.Tensor,
+                     labels: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """Calibration sums of a batch over its non-ignored pixels, on the device, without storing
+    probabilities: ``(count, confidence, correct)`` per ECE slot and ``(nll, brier)`` sums
+    (``metrics.Calibration``).
+
+    With ``e = exp(logits - top)`` and ``s = sum_k e``: confidence ``1 / s`` (the maximum
+    softmax probability), ``p_true = e_true / s``, NLL ``log s - (logit_true - top)`` and
+    Brier ``sum_k e_k^2 / s^2 - 2 p_true + 1``: one exponential per logit.
+
+    Args:
+        logits: ``(N, K, h, w)`` float32 logits at label resolution.
+        top, pred: Their maximum and its index over K.
+        labels: ``(N, h, w)`` trainIds (255 or anything >= K: ignored).
+        k: Number of classes.
+    """
+    valid = labels < k
+    lab = torch.where(valid, labels, 0).long()[:, None]
+    e = torch.exp(logits - top[:, None])
+    s = e.sum(1)
+    conf = s.reciprocal()
+    p_true = e.gather(1, lab)[:, 0] * conf
+    nll = torch.log(s) - (logits.gather(1, lab)[:, 0] - top)
+    brier = e.mul_(e).sum(1) * conf * conf - 2 * p_true + 1  # e squared in place
+    conf, nll, brier = conf[valid], nll[valid], brier[valid]
+    correct = (pred[valid] == labels[valid]).double()
+    slot = torch.bucketize(conf, _EDGES.to(conf.device), right=True) - 1
+    n = metrics.CALIBRATION_SLOTS
+    count = torch.bincount(slot, minlength=n)
+    conf_sum = torch.zeros(n, dtype=torch.float64, device=conf.device).index_add_(
+        0, slot, conf.double()
+    )
+    correct_sum = torch.zeros(n, dtype=torch.float64, device=conf.device).index_add_(
+        0, slot, correct
+    )
+    return count, conf_sum, correct_sum.round().long(), nll.double().sum(), brier.double().sum()
 
 
 class Segmenter:
@@ -122,6 +186,26 @@ class Segmenter:
         """Predicted trainIds ``(N, *out_size)`` (int64, on the device)."""
         return self.logits(images, out_size, what).argmax(1)
 
+    def measure(
+        self, images: np.ndarray, labels: torch.Tensor, what: str = "a batch",
+        calibration: bool = True,
+    ) -> Measurement:  # fmt: skip
+        """Per-image confusion matrices, predictions and calibration sums of a batch.
+
+        Args:
+            images: ``(N, H, W, 3)`` uint8 RGB.
+            labels: ``(N, h, w)`` trainIds on the device (255: ignored).
+            what: Names the batch in errors (cell and image).
+            calibration: Also the calibration sums (from the softmax of the logits at label
+                resolution; sliding windows average their logits before it).
+        """
+        logits = self.logits(images, labels.shape[-2:], what)
+        top, pred = logits.max(1)
+        k = self.num_classes
+        confusion = per_image_confusion(labels, pred, k)
+        cal = calibration_sums(logits, top, pred, labels, k) if calibration else None
+        return Measurement(confusion, pred, cal)
+
     def score(
         self, images: np.ndarray, labels: torch.Tensor, what: str = "a batch"
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,8 +219,8 @@ class Segmenter:
         Returns:
             ``(confusion (K, K), predictions (N, h, w))``.
         """
-        pred = self.predict(images, labels.shape[-2:], what)
-        return metrics.confusion_matrix_torch(labels, pred, self.num_classes), pred
+        m = self.measure(images, labels, what, calibration=False)
+        return m.confusion.sum(0), m.pred
 
 
 def score_pairs(

@@ -1,0 +1,131 @@
+"""Paired comparison of two runs over the same images: per Table 5 column, the difference with
+its bootstrap interval and a paired-bootstrap p-value, Holm-corrected over the columns
+(``robustbench_seg.stats``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from robustbench_seg import stats as stats_mod
+from robustbench_seg.errors import RobustSegError
+from robustbench_seg.runs import RunStatistics, load_statistics, read_run_info
+
+__all__ = [
+    "COMPARE_COLUMNS",
+    "check_comparable",
+    "compare",
+    "compare_statistics",
+    "format_comparison",
+]
+
+COMPARE_COLUMNS = ("figure", "a", "b", "difference", "difference_lo", "difference_hi", "p_value",
+                   "p_holm", "significant")  # fmt: skip
+
+
+def _load(run: str | os.PathLike) -> tuple[RunStatistics, dict]:
+    path = Path(run)
+    if not path.is_dir():
+        raise RobustSegError(f"{path} is not a run directory (not a directory)")
+    info = read_run_info(path)
+    if info is None or "config_hash" not in info:
+        raise RobustSegError(f"{path} is not a run directory (no readable run.json)")
+    stats = load_statistics(path)
+    if stats is None:
+        raise RobustSegError(
+            f"{path} has no per-image statistics (a run from an earlier robustseg, or unfinished); "
+            f"run robustseg evaluate again with the same options to complete it"
+        )
+    return stats, info.get("config", {})
+
+
+def check_comparable(a: tuple[str, dict], b: tuple[str, dict]) -> None:
+    """Refuses two runs over different images or cells (protocols)."""
+    (name_a, ca), (name_b, cb) = a, b
+    if (ca.get("images_sha256"), ca.get("num_images")) != (
+        cb.get("images_sha256"),
+        cb.get("num_images"),
+    ):
+        raise RobustSegError(
+            f"{name_a} and {name_b} were evaluated on different images ({ca.get('num_images')} vs "
+            f"{cb.get('num_images')} images of {ca.get('split')}/{cb.get('split')}, image lists "
+            "differ); a paired comparison needs the same images"
+        )
+    if list(ca.get("cells", [])) != list(cb.get("cells", [])):
+        only = sorted(set(ca.get("cells", [])) ^ set(cb.get("cells", [])))
+        raise RobustSegError(
+            f"{name_a} and {name_b} were evaluated on different cells (protocols): "
+            f"{', '.join(only[:5]) or 'another order'}; evaluate both with the same "
+            "--corruptions and --severities"
+        )
+
+
+def compare_statistics(a: RunStatistics, b: RunStatistics, *, resamples: int = stats_mod.DEFAULT_RESAMPLES,
+                       seed: int = 0, alpha: float = 0.05):  # fmt: skip
+    """The comparison table of two runs' statistics (same images and cells: not checked here)."""
+    import pandas as pd
+
+    fa = a.figure_samples(resamples=resamples, seed=seed)
+    fb = b.figure_samples(resamples=resamples, seed=seed)
+    names = [n for n in fa if n in fb]
+    rows = []
+    for name in names:
+        d = fa[name] - fb[name]
+        lo, hi = stats_mod.interval(d[1:], 1 - alpha)
+        rows.append({"figure": name, "a": float(fa[name][0]), "b": float(fb[name][0]),
+                     "difference": float(d[0]), "difference_lo": lo, "difference_hi": hi,
+                     "p_value": stats_mod.p_value(d[1:])})  # fmt: skip
+    frame = pd.DataFrame(rows, columns=list(COMPARE_COLUMNS[:-2]))
+    frame["p_holm"] = stats_mod.holm(frame["p_value"].to_numpy())
+    frame["significant"] = frame["p_holm"] < alpha
+    return frame
+
+
+def compare(run_a: str | os.PathLike, run_b: str | os.PathLike, *,
+            resamples: int = stats_mod.DEFAULT_RESAMPLES, seed: int = 0, alpha: float = 0.05):  # fmt: skip
+    """Paired comparison of two run directories, column by column of Table 5.
+
+    The image-level bootstrap resamples are the same for both runs (same images, same seed), so
+    each resample gives a paired difference ``a - b``. Per figure (clean, each corruption's
+    mean, mPC, rPC, in percent): both values, the difference, its ``1 - alpha`` percentile
+    interval, the two-sided paired-bootstrap p-value of "no difference" and its Holm
+    correction over all the columns; ``significant`` where the corrected p-value is below
+    ``alpha``.
+
+    Args:
+        run_a, run_b: Run directories of ``robustseg evaluate`` over the same images and cells.
+        resamples: Bootstrap resamples.
+        seed: Seed of the resamples.
+        alpha: Family-wise error rate (and 1 - the interval's level).
+
+    Returns:
+        A DataFrame with the columns ``COMPARE_COLUMNS``, one row per figure.
+
+    Raises:
+        RobustSegError: Not run directories, runs without per-image statistics, or runs over
+            different images or cells.
+    """
+    if resamples < 1:
+        raise RobustSegError(f"--resamples must be >= 1, got {resamples}")
+    if not 0 < alpha < 1:
+        raise RobustSegError(f"--alpha must be between 0 and 1, got {alpha}")
+    sa, ca = _load(run_a)
+    sb, cb = _load(run_b)
+    check_comparable((str(run_a), ca), (str(run_b), cb))
+    return compare_statistics(sa, sb, resamples=resamples, seed=seed, alpha=alpha)
+
+
+def format_comparison(frame, name_a: str, name_b: str) -> str:
+    """The comparison as an aligned text table."""
+    lines = [f"{'figure':<18} {name_a[:14]:>14} {name_b[:14]:>14} {'a - b':>8} {'95% interval':>17} "
+             f"{'p':>7} {'p (Holm)':>8}"]  # fmt: skip
+    for row in frame.itertuples():
+        star = " *" if row.significant else ""
+        lines.append(
+            f"{row.figure:<18} {row.a:14.2f} {row.b:14.2f} {row.difference:+8.2f} "
+            f"[{row.difference_lo:+7.2f}, {row.difference_hi:+7.2f}] {row.p_value:7.4f} "
+            f"{row.p_holm:8.4f}{star}"
+        )
+    if frame["significant"].any():
+        lines.append("* significant after Holm's correction")
+    return "\n".join(lines)
