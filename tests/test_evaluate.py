@@ -193,7 +193,12 @@ def test_torchrun_two_ranks_equal_one(city, tmp_path, b0_weights):
             np.load(two / "cells" / f"{cell}.npz") as b,
         ):
             assert np.array_equal(a["confusion"], b["confusion"]) and int(b["images"]) == 5
+            # per-image rows gathered into the split's order; calibration sums over ranks
+            assert np.array_equal(a["per_image"], b["per_image"]) and b["per_image"].shape == (5, 19, 3)
+            assert np.array_equal(a["cal_count"], b["cal_count"])
+            np.testing.assert_allclose(a["cal_sums"], b["cal_sums"], rtol=1e-9)
     assert json.loads((two / "run.json").read_text())["settings"]["world_size"] == 2
+    pd.testing.assert_frame_equal(pd.read_csv(one / "per_image.csv"), pd.read_csv(two / "per_image.csv"))
 
 
 CUSTOM = """
