@@ -439,26 +439,61 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
     default=None,
     help="A `robustseg erf` output folder: adds its ERF grid and statistics. Default: none.",
 )
+@click.option(
+    "--ci",
+    is_flag=True,
+    help="Add statistics: 95% image-level bootstrap intervals of every figure (Table 5, CD, "
+    "severity tables and curves), the paired comparison of each run with the first run (or "
+    "--baseline), a calibration table, reliability diagrams and the worst decile of images "
+    "per cell. Needs runs with per-image data (re-run evaluate on older runs: it completes them).",
+)
+@click.option(
+    "--resamples",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples of the images (with --ci).",
+)
+@click.option(
+    "--reliability-corruptions",
+    default="gaussian_noise,motion_blur,contrast,snow",
+    show_default=True,
+    help="Corruptions whose severities 1/3/5 get reliability diagrams next to clean (with "
+    "--ci; comma-separated, 'none' for clean only; those the runs lack are left out).",
+)
 def report_cmd(
-    runs, out, baseline, reference, qualitative, qualitative_corruptions, cityscapes_root, erf
-) -> None:
+    runs, out, baseline, reference, qualitative, qualitative_corruptions, cityscapes_root, erf,
+    ci, resamples, reliability_corruptions,
+) -> None:  # fmt: skip
     """Render paper-style tables and figures from one or more run directories.
 
     Table 5 (Markdown, LaTeX, CSV, HTML) with the published rows, per-severity tables,
-    Figure 7 severity curves, per-class IoU heatmaps, a qualitative grid, index.md/index.html.
+    Figure 7 severity curves, per-class IoU heatmaps, a qualitative grid, index.md/index.html;
+    with --ci also intervals, paired comparisons, calibration and the worst images.
 
-    Example: robustseg report runs/b5 runs/r101 --baseline runs/r101 --out reports/study
+    Example: robustseg report runs/b5 runs/r101 --baseline runs/r101 --ci --out reports/study
     """
     import warnings
 
+    from click.core import ParameterSource
+
     from robustbench_seg.report import ReportWarning, build_report
+
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:  # an option --ci would use is refused without it
+        return ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ReportWarning)
         result = build_report(
             runs, out, baseline=baseline, reference=reference, qualitative=qualitative,
             qualitative_corruptions=[c for c in qualitative_corruptions.split(",") if c],
-            cityscapes_root=cityscapes_root, erf=erf, progress=_progress(),
+            cityscapes_root=cityscapes_root, erf=erf, progress=_progress(), ci=ci,
+            resamples=resamples if given("resamples") else None,
+            reliability_corruptions=(
+                reliability_corruptions.split(",") if given("reliability_corruptions") else None
+            ),
         )  # fmt: skip
     for warning in result.warnings:
         click.echo(f"robustseg: warning: {warning}", err=True)

@@ -490,3 +490,234 @@ def test_erf_folder_without_its_files_is_one_clear_error(env, tmp_path):
     with pytest.raises(RobustSegError, match=r"missing erf\.pdf, erf\.csv"):
         build_report(env["runs"][:1], tmp_path / "r", erf=tmp_path / "erf", progress=False)
     assert not (tmp_path / "r").exists()
+
+
+# ----------------------------------------------------------------------------- --ci statistics
+
+CI_RESAMPLES = 200  # enough to test the plumbing; the default is 1000
+
+
+@pytest.fixture(scope="module")
+def ci_env(env):
+    """A --ci report of the three runs (the tiny one as baseline) and their statistics."""
+    from robustbench_seg.runs import load_statistics
+
+    out = env["tmp"] / "report_ci"
+    result = build_report(env["runs"], out, baseline=env["runs"][1], ci=True,
+                          resamples=CI_RESAMPLES, reliability_corruptions=("fog", "snow"),
+                          progress=False)  # fmt: skip
+    names = ["segformer-b0 (b0)", "Tiny", "segformer-b0 (b0_copy)"]
+    stats = {n: load_statistics(p) for n, p in zip(names, env["runs"], strict=True)}
+    return {**env, "out": out, "result": result, "stats": stats}
+
+
+def split_pm(cell: str) -> tuple[str, str | None]:
+    """``"**45.3** ± 1.2"`` -> ``("45.3", "1.2")``; a cell without ``±`` -> (value, None)."""
+    value, _, hw = cell.partition(" ± ")
+    return _strip_md(value), hw or None
+
+
+def test_ci_table5_bounds_and_half_widths_match_run_statistics(ci_env):
+    df = pd.read_csv(ci_env["out"] / "tables" / "table5.csv").set_index("model")
+    base = ci_env["stats"]["Tiny"]
+    _, raw = parse_markdown((ci_env["out"] / "tables" / "table5.md").read_text())
+    cols = [c for c in df.columns if c != "source" and not c.endswith(("_lo", "_hi"))]
+    assert all(f"{c}_lo" in df.columns and f"{c}_hi" in df.columns for c in cols)
+    for name, st in ci_env["stats"].items():
+        figs = st.figures(base, resamples=CI_RESAMPLES)
+        for j, col in enumerate(cols):
+            point, lo, hi = figs[col]
+            assert df.loc[name, col] == pytest.approx(point, abs=1e-9)
+            assert (df.loc[name, f"{col}_lo"], df.loc[name, f"{col}_hi"]) == (lo, hi), col
+            value, hw = split_pm(raw[name][j])
+            assert value == f"{point:.1f}" and hw == f"{max(point - lo, hi - point):.1f}", col
+    published = df[df["source"] == "published"]
+    assert published[[f"{c}_lo" for c in cols]].isna().all().all()
+    assert all(" ± " not in c for c in raw["SegFormer-B5"])
+    assert (
+        "max(point - lower, upper - point)" in (ci_env["out"] / "tables" / "table5.md").read_text()
+    )
+    tex = (ci_env["out"] / "tables" / "table5.tex").read_text()
+    assert r"{\scriptsize$\pm$" in tex and "±" not in tex
+    assert "<small> ± " in (ci_env["out"] / "tables" / "table5.html").read_text()
+
+
+def test_ci_cd_intervals_are_paired(ci_env):
+    """Against itself the baseline has CD = 100 in every resample: a zero-width interval."""
+    cd = pd.read_csv(ci_env["out"] / "tables" / "cd.csv").set_index("model")
+    for col in [*BENCHMARK, "mCD"]:
+        for bound in ("", "_lo", "_hi"):
+            assert cd.loc["Tiny", f"{col}{bound}"] == pytest.approx(100.0, abs=1e-9)
+    t5 = pd.read_csv(ci_env["out"] / "tables" / "table5.csv").set_index("model")
+    assert t5.loc["Tiny", "mCD_hi"] - t5.loc["Tiny", "mCD_lo"] < 1e-9
+    # The copy of b0 has the same counts and the same resamples: the same intervals.
+    figs = ci_env["stats"]["segformer-b0 (b0)"].figures(ci_env["stats"]["Tiny"], CI_RESAMPLES)
+    for col in BENCHMARK:
+        assert (cd.loc["segformer-b0 (b0)", f"{col}_lo"], cd.loc["segformer-b0 (b0)", f"{col}_hi"]) \
+            == figs[f"CD:{col}"][1:]  # fmt: skip
+    assert cd.loc["segformer-b0 (b0)"].equals(cd.loc["segformer-b0 (b0_copy)"])
+    md = (ci_env["out"] / "tables" / "cd.md").read_text()
+    assert "| Tiny | 100.0 ± 0.0 |" in md
+
+
+def test_ci_severity_tables_carry_cell_intervals(ci_env):
+    st = ci_env["stats"]["segformer-b0 (b0)"]
+    cells = st.cell_intervals(CI_RESAMPLES)
+    sev = pd.read_csv(ci_env["out"] / "tables" / "severity_segformer-b0_b0.csv")
+    sev = sev.set_index("corruption")
+    for cell in ("fog-3", "gaussian_noise-1", "snow-5"):
+        corruption, _, s = cell.rpartition("-")
+        got = [sev.loc[corruption, f"{s}{b}"] for b in ("", "_lo", "_hi")]
+        assert got == pytest.approx([100 * v for v in cells[cell]], abs=1e-9)
+    md = (ci_env["out"] / "tables" / "severity_segformer-b0_b0.md").read_text()
+    assert " ± " in md
+
+
+def test_ci_calibration_table_equals_the_cells_calibration(ci_env):
+    from robustbench_seg.runs import load_cell, read_run_info
+
+    cal = pd.read_csv(ci_env["out"] / "tables" / "calibration.csv")
+    run = ci_env["runs"][0]
+    info = read_run_info(run)
+    mine = cal[cal["model"] == "segformer-b0 (b0)"].set_index("corruption")
+    for condition in ("clean", "fog", "gaussian_noise"):
+        cells = [c for c in info["config"]["cells"] if c.rpartition("-")[0] == condition
+                 or c == condition]  # fmt: skip
+        records = [load_cell(run, c, info["config_hash"]).calibration for c in cells]
+        for metric in ("ece", "nll", "brier"):
+            expected = np.mean([getattr(r, metric) for r in records])
+            assert mine.loc[condition, metric] == pytest.approx(expected, rel=1e-12), metric
+    assert mine.loc["mean", "ece"] == pytest.approx(mine.loc[list(BENCHMARK), "ece"].mean())
+    assert len(cal) == 3 * 18  # clean, 16 corruptions, mean; three runs
+    md = (ci_env["out"] / "index.md").read_text().split("## Calibration under corruption")[1]
+    row = next(ln for ln in md.splitlines() if ln.startswith("| clean |"))
+    assert f"| {100 * mine.loc['clean', 'ece']:.1f} | {mine.loc['clean', 'nll']:.3f} |" in row
+
+
+def test_ci_comparison_equals_compare(ci_env):
+    from robustbench_seg.compare import compare
+
+    comp = pd.read_csv(ci_env["out"] / "tables" / "comparison.csv")
+    assert set(comp["against"]) == {"Tiny"}  # the baseline is the reference
+    assert list(dict.fromkeys(comp["run"])) == ["segformer-b0 (b0)", "segformer-b0 (b0_copy)"]
+    b0, tiny = ci_env["runs"][:2]
+    expected = compare(b0, tiny, resamples=CI_RESAMPLES)
+    got = comp[comp["run"] == "segformer-b0 (b0)"].drop(columns=["run", "against"])
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_exact=False,
+                                  rtol=1e-12)  # fmt: skip
+    md = (ci_env["out"] / "index.md").read_text()
+    assert "### segformer-b0 (b0) against Tiny" in md and "Holm" in md
+    assert "<h3>segformer-b0 (b0) against Tiny</h3>" in (ci_env["out"] / "index.html").read_text()
+
+
+def test_ci_worst_decile_from_per_image_csv(ci_env):
+    worst = pd.read_csv(ci_env["out"] / "tables" / "worst_decile.csv", keep_default_na=False)
+    for name, run in zip(ci_env["stats"], ci_env["runs"], strict=True):
+        per_image = pd.read_csv(run / "per_image.csv")
+        mine = worst[worst["model"] == name].set_index("cell")
+        assert len(mine) == per_image["cell"].nunique() == 73
+        for cell, g in per_image.groupby("cell"):
+            v = 100 * g["miou"].to_numpy()
+            k = int(np.ceil(len(v) / 10))
+            row = mine.loc[cell]
+            assert row["worst_decile"] == pytest.approx(np.sort(v)[:k].mean(), abs=1e-3)
+            assert row["p10"] == pytest.approx(np.percentile(v, 10), abs=1e-3)
+            assert row["worst_image"] == g["image_id"].iloc[int(np.argmin(v))]
+            assert row["images"] == len(v)
+    md = (ci_env["out"] / "index.md").read_text()
+    assert "Worst decile of images" in md and "| Corruption | Worst image |" in md
+
+
+def test_ci_reliability_figures_written(ci_env):
+    import matplotlib.image as mpimg
+
+    from robustbench_seg.report import statistics as rstats
+
+    figs = ci_env["out"] / "figures"
+    for slug in ("segformer-b0_b0", "Tiny", "segformer-b0_b0_copy"):
+        for suffix in (".png", ".pdf"):
+            assert figs / f"reliability_{slug}{suffix}" in ci_env["result"].figures
+        img = mpimg.imread(figs / f"reliability_{slug}.png")
+        assert img.ndim == 3 and min(img.shape[:2]) > 300 and img.std() > 0.05
+        assert f"figures/reliability_{slug}.png" in (ci_env["out"] / "index.md").read_text()
+    runs = tables.load_runs(ci_env["runs"][:1])
+    st = {runs[0].name: ci_env["stats"]["segformer-b0 (b0)"]}
+    shown, left_out = rstats.reliability_corruptions(
+        runs, st, ["fog", "gaussian_noise", "zoom_blur"]
+    )
+    assert shown == ["fog", "gaussian_noise"] and "zoom_blur left out" in left_out[0]
+    grid = rstats.reliability_grid(st[runs[0].name], shown)
+    # gaussian_noise has severities 1-3 in the protocol: its severity 5 was not evaluated.
+    assert [[c for c, _ in cells] for _, cells in grid] == [
+        ["clean", "fog-1", "fog-3", "fog-5"],
+        ["clean", "gaussian_noise-1", "gaussian_noise-3", "gaussian_noise-5"],
+    ]
+    assert grid[1][1][3][1] is None and grid[0][1][2][1] is st[runs[0].name].calibration["fog-3"]
+    with pytest.raises(USER_ERRORS, match="unknown corruption"):
+        build_report(ci_env["runs"][:1], ci_env["tmp"] / "r", ci=True,
+                     reliability_corruptions=["fgo"], progress=False)  # fmt: skip
+
+
+def test_ci_refuses_runs_over_other_images(env, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(env["runs"][0], other)
+    info = json.loads((other / "run.json").read_text())
+    info["config"]["images_sha256"] = "0" * 64
+    (other / "run.json").write_text(json.dumps(info))
+    with pytest.raises(RobustSegError, match="evaluated on different images") as err:
+        build_report([env["runs"][1], other], tmp_path / "r", ci=True, progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "r").exists()
+
+
+def test_ci_refuses_runs_without_per_image_statistics(env, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(env["runs"][1], old)
+    cell = old / "cells" / "fog-2.npz"
+    with np.load(cell) as z:
+        kept = {k: z[k] for k in ("confusion", "images", "config")}
+    np.savez_compressed(cell, **kept)  # as written before per-image data was kept
+    build_report([old], tmp_path / "plain", progress=False)  # without --ci: as before
+    with pytest.raises(RobustSegError, match="no per-image statistics") as err:
+        build_report([old], tmp_path / "r", ci=True, progress=False)
+    assert "evaluate again" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_ci_options_need_ci_and_cli(env, tmp_path):
+    from click.testing import CliRunner
+
+    from robustbench_seg.cli import cli
+
+    with pytest.raises(RobustSegError, match="--resamples only applies with --ci"):
+        build_report(env["runs"][:1], tmp_path / "r", resamples=10, progress=False)
+    res = CliRunner().invoke(cli, ["report", str(env["runs"][1]), "--out", str(tmp_path / "r"),
+                                   "--reliability-corruptions", "fog"])  # fmt: skip
+    assert res.exit_code == 2 and "only applies with --ci" in res.output
+    res = CliRunner().invoke(cli, ["report", str(env["runs"][1]), "--out", str(tmp_path / "r"),
+                                   "--ci", "--resamples", "20", "--reference", "none",
+                                   "--reliability-corruptions", "none"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    t5 = pd.read_csv(tmp_path / "r" / "tables" / "table5.csv")
+    assert "mPC_lo" in t5.columns and not (tmp_path / "r" / "tables" / "comparison.csv").exists()
+
+
+def test_ci_report_is_deterministic(env, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out in (one, two):
+        build_report(env["runs"][1:2], out, ci=True, resamples=20, reference="none",
+                     reliability_corruptions=["fog"], progress=False)  # fmt: skip
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    for rel in files:
+        assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+
+
+def test_plain_report_has_no_statistics(env):
+    """Without --ci the report is what it was: no intervals, no statistics files."""
+    out = env["out"]
+    for rel in ("tables/calibration.csv", "tables/comparison.csv", "tables/worst_decile.csv"):
+        assert not (out / rel).exists()
+    assert not list((out / "figures").glob("reliability_*"))
+    assert " ± " not in (out / "index.md").read_text()
+    assert "clean_lo" not in pd.read_csv(out / "tables" / "table5.csv").columns
+    assert "clean_lo" not in pd.read_csv(out / "tables" / "cd.csv").columns

@@ -15,6 +15,8 @@ from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import check_dir, claim_dir
 from robustbench_seg.progress import Progress
 from robustbench_seg.report import figures, tables
+from robustbench_seg.report import statistics as rstats
+from robustbench_seg.stats import DEFAULT_RESAMPLES
 
 __all__ = ["ReportResult", "ReportWarning", "build_report"]
 
@@ -37,6 +39,12 @@ class ReportResult:
         table5: The Table 5 data (``frame``: one row per model, mIoU %).
         erf: The ERF statistics shown (one row per model and stage), when ``erf`` was given.
         title: The pages' heading.
+        calibration: With ``ci``: ECE, NLL, Brier per run and condition
+            (``report.statistics.calibration_frame``).
+        comparison: With ``ci`` and two or more runs: each run against the reference run
+            (``report.statistics.comparison_frame``).
+        worst_decile: With ``ci``: the worst decile of images of every cell of every run
+            (``report.statistics.worst_decile_frame``).
     """
 
     out: Path
@@ -48,6 +56,23 @@ class ReportResult:
     table5: tables.Table5 | None = None
     erf: Any = None
     title: str = "Robustness report (Cityscapes-C)"
+    calibration: Any = None
+    comparison: Any = None
+    worst_decile: Any = None
+
+
+@dataclass
+class _Statistics:
+    """What ``--ci`` adds, computed before anything is written."""
+
+    comparison: Any  # None with a single run
+    reference: str  # the run the others are compared with
+    calibration: Any
+    reliability: dict[str, list[tuple[str, list[Any]]]]  # run name -> its diagrams' grid
+    severity: dict[str, Any]  # run name -> severity table with intervals
+    bands: dict[str, dict[str, tuple[float, float, float]]]  # run name -> cell -> interval
+    worst: dict[str, Any]  # run name -> per-cell worst decile
+    left_out: list[str]  # warnings (reliability corruptions no run has)
 
 
 def _slug(name: str, taken: set[str]) -> str:
@@ -87,12 +112,22 @@ def build_report(
     title: str = "Robustness report (Cityscapes-C)",
     progress: bool = True,
     owned: bool = False,
+    ci: bool = False,
+    resamples: int | None = None,
+    reliability_corruptions: Sequence[str] | None = None,
 ) -> ReportResult:
     """Render a paper-style report of one or more run directories.
 
     Writes ``table5.{md,tex,csv,html}`` (published rows + one row per run), per-run severity
     tables, ``cd.{md,csv}`` (with a baseline), Figure 7 style severity curves (PNG, PDF), per-run
     class-IoU heatmaps, optionally a qualitative grid, and ``index.md`` / ``index.html``.
+
+    With ``ci`` every figure of the runs gets its 95% image-level bootstrap interval (Table 5,
+    CD, the severity tables as ``value ± half-width``, ``X_lo`` / ``X_hi`` in the CSV files,
+    bands on the severity curves), and the report adds the paired comparison of each run with
+    the reference run (``comparison.{md,csv}``), the calibration table
+    (``calibration.{md,csv}``), reliability diagrams (``figures/reliability_<run>.{png,pdf}``) and
+    the worst decile of images per cell (``worst_decile.csv``, a table per run).
 
     Args:
         runs: Run directories written by ``evaluate`` (``results.csv``, ``run.json``).
@@ -111,13 +146,21 @@ def build_report(
         progress: Show a progress bar.
         owned: The caller owns and locks ``out`` (``robustseg demo``); else ``out`` must be
             missing, empty or an earlier report (``io.claim_dir``), and is locked meanwhile.
+        ci: Add the statistics (intervals, comparisons, calibration, worst decile); needs the
+            runs' per-image data (runs of this robustseg's ``evaluate``).
+        resamples: Bootstrap resamples of the images (default 1000, as ``summary.csv``); only
+            with ``ci``.
+        reliability_corruptions: Corruptions whose severities 1/3/5 get reliability diagrams,
+            next to clean (default gaussian_noise, motion_blur, contrast, snow; those the runs
+            lack are left out, with a warning); only with ``ci``.
 
     Returns:
         The files written and the warnings.
 
     Raises:
         RobustSegError: A path that is not a run directory, an unknown reference, a baseline
-            that covers other cells, or bad qualitative settings.
+            that covers other cells, or bad qualitative settings; with ``ci``, a run without
+            per-image data, or runs over other images or cells than the reference run.
     """
     out = Path(out)
     if not owned:
@@ -125,6 +168,14 @@ def build_report(
     if qualitative < 0:
         raise RobustSegError(f"--qualitative must be >= 0, got {qualitative}")
     conditions = figures.parse_conditions(qualitative_corruptions) if qualitative else []
+    if not ci and (resamples is not None or reliability_corruptions is not None):
+        what = "--resamples" if resamples is not None else "--reliability-corruptions"
+        raise RobustSegError(f"{what} only applies with --ci")
+    if resamples is not None and resamples < 1:
+        raise RobustSegError(f"--resamples must be >= 1, got {resamples}")
+    reliability = rstats.parse_reliability(
+        rstats.DEFAULT_RELIABILITY if reliability_corruptions is None else reliability_corruptions
+    )
     ref = tables.load_reference(reference)
     erf_dir = None if erf is None else Path(erf)
     if erf_dir is not None:
@@ -148,11 +199,17 @@ def build_report(
     if baseline is not None:
         base = next(r for r in loaded if r.path.resolve() == Path(baseline).resolve())
     t5 = tables.table5(run_list, ref, base)  # raises on a baseline with other cells
+    shown = loaded if base is not None and not in_runs else run_list
+    cd = tables.cd_frame(run_list, base) if base is not None else None
+    st = None
+    if ci:  # every refusal before anything is written
+        t5, cd, st = _statistics(t5, cd, run_list, shown, base, reliability,
+                                 DEFAULT_RESAMPLES if resamples is None else resamples)  # fmt: skip
 
     lock = None if owned else claim_dir(out, "report", recognise=_is_report)
     try:
-        return _write_report(out, run_list, loaded, base, in_runs, t5, ref, qualitative,
-                             conditions, cityscapes_root, erf_dir, title, progress)  # fmt: skip
+        return _write_report(out, run_list, shown, t5, cd, st, qualitative, conditions,
+                             cityscapes_root, erf_dir, title, progress)  # fmt: skip
     finally:
         if lock is not None:
             lock.release()
@@ -163,8 +220,36 @@ def _is_report(out: Path) -> bool:
     return (out / "index.md").is_file() and (out / "tables" / "table5.csv").is_file()
 
 
-def _write_report(out, run_list, loaded, base, in_runs, t5, ref, qualitative, conditions,
-                  cityscapes_root, erf_dir, title, progress) -> ReportResult:  # fmt: skip
+def _statistics(t5, cd, run_list, shown, base, reliability, resamples):
+    """Table 5 and CD with intervals, and the rest of what ``--ci`` adds."""
+    data = rstats.load_run_statistics(shown)
+    reference = base if base is not None else shown[0]
+    if len(shown) > 1:
+        rstats.check_same_images(shown, reference)
+    t5 = rstats.table5_intervals(t5, run_list, data, base, resamples)
+    if cd is not None:
+        cd = rstats.cd_intervals(cd, data, base, resamples)
+    corruptions, left_out = rstats.reliability_corruptions(shown, data, reliability)
+    st = _Statistics(
+        comparison=(
+            rstats.comparison_frame(shown, reference, data, resamples) if len(shown) > 1 else None
+        ),
+        reference=reference.name,
+        calibration=rstats.calibration_frame(shown, data),
+        reliability={r.name: rstats.reliability_grid(data[r.name], corruptions) for r in shown},
+        severity={
+            r.name: rstats.severity_intervals(tables.severity_frame(r), data[r.name], resamples)
+            for r in shown
+        },
+        bands={r.name: data[r.name].cell_intervals(resamples) for r in shown},
+        worst={r.name: rstats.worst_decile_frame(r, data[r.name]) for r in shown},
+        left_out=left_out,
+    )
+    return t5, cd, st
+
+
+def _write_report(out, run_list, shown, t5, cd, st, qualitative, conditions, cityscapes_root,
+                  erf_dir, title, progress) -> ReportResult:  # fmt: skip
     for sub, patterns in _OWN_FILES.items():
         (out / sub).mkdir(exist_ok=True)
         for pattern in patterns:  # files of an earlier report that this one may not rewrite
@@ -183,19 +268,18 @@ def _write_report(out, run_list, loaded, base, in_runs, t5, ref, qualitative, co
     write("tables/table5.html", tables.table5_html(t5))
     t5.frame.to_csv(out / "tables/table5.csv", index=False)
     result.tables.append(out / "tables/table5.csv")
-    cd = None
-    if base is not None:
-        cd = tables.cd_frame(run_list, base)
+    if cd is not None:
         write("tables/cd.md", tables.frame_markdown(cd, "model", _cd_labels(cd)) + "\n")
         cd.to_csv(out / "tables/cd.csv", index=False)
         result.tables.append(out / "tables/cd.csv")
+    if st is not None:
+        _write_statistics(out, st, result, write)
 
-    shown = loaded if base is not None and not in_runs else run_list
     slugs: set[str] = set()
     per_run = []
     for run in shown:
         slug = _slug(run.name, slugs)
-        sev = tables.severity_frame(run)
+        sev = tables.severity_frame(run) if st is None else st.severity[run.name]
         write(
             f"tables/severity_{slug}.md",
             tables.frame_markdown(sev, "corruption", _SEV_LABELS) + "\n",
@@ -212,13 +296,18 @@ def _write_report(out, run_list, loaded, base, in_runs, t5, ref, qualitative, co
     steps = 1 + len(shown) + (1 if qualitative else 0)
     with Progress(steps, "report", unit="fig", enabled=progress) as bar:
         result.figures += figures.plot_severity_curves(
-            shown, out / "figures/severity_curves", colors
+            shown, out / "figures/severity_curves", colors, None if st is None else st.bands
         )
         bar.update()
         for run, slug, _ in per_run:
             result.figures.append(
                 figures.plot_class_iou(run, out / f"figures/class_iou_{slug}.png")
             )
+            if st is not None:
+                result.figures += figures.plot_reliability(
+                    run.name, st.reliability[run.name], out / f"figures/reliability_{slug}",
+                    colors[run.name],
+                )  # fmt: skip
             bar.update()
         qual = None
         if qualitative:
@@ -245,14 +334,56 @@ def _write_report(out, run_list, loaded, base, in_runs, t5, ref, qualitative, co
             (result.tables if sub == "tables" else result.figures).append(dest)
         erf_frame = erf_table(erf_dir / "erf.csv")
     result.erf = erf_frame
-    result.index_md.write_text(_index_md(result, shown, per_run, cd, qual), encoding="utf-8")
-    result.index_html.write_text(_index_html(result, shown, per_run, cd, qual), encoding="utf-8")
+    result.index_md.write_text(_index_md(result, shown, per_run, cd, qual, st), encoding="utf-8")
+    result.index_html.write_text(
+        _index_html(result, shown, per_run, cd, qual, st), encoding="utf-8"
+    )
     return result
 
 
+def _write_statistics(out: Path, st: _Statistics, result: ReportResult, write) -> None:
+    """The ``--ci`` tables: comparison, calibration, worst decile."""
+    import pandas as pd
+
+    for w in st.left_out:
+        warnings.warn(w, ReportWarning, stacklevel=4)
+    result.warnings += st.left_out
+    if st.comparison is not None:
+        note = _COMPARISON_NOTE.format(reference=st.reference)
+        write("tables/comparison.md", _comparison_md(st.comparison) + "\n" + note + "\n")
+        st.comparison.to_csv(out / "tables/comparison.csv", index=False)
+        result.tables.append(out / "tables/comparison.csv")
+        result.comparison = st.comparison
+    shown, labels, digits = rstats.calibration_display(st.calibration)
+    table = tables.frame_markdown(shown, "corruption", labels, digits)
+    write("tables/calibration.md", f"{table}\n\n{_CALIBRATION_NOTE}\n")
+    st.calibration.to_csv(out / "tables/calibration.csv", index=False)
+    result.tables.append(out / "tables/calibration.csv")
+    result.calibration = st.calibration
+    worst = pd.concat(list(st.worst.values()), ignore_index=True)
+    worst.to_csv(out / "tables/worst_decile.csv", index=False)
+    result.tables.append(out / "tables/worst_decile.csv")
+    result.worst_decile = worst
+
+
 _OWN_FILES = {
-    "tables": ("table5.*", "cd.*", "severity_*.*", "class_iou_*.csv", "erf.csv"),
-    "figures": ("severity_curves.*", "class_iou_*.png", "qualitative.png", "erf.*"),
+    "tables": (
+        "table5.*",
+        "cd.*",
+        "severity_*.*",
+        "class_iou_*.csv",
+        "erf.csv",
+        "comparison.*",
+        "calibration.*",
+        "worst_decile.*",
+    ),
+    "figures": (
+        "severity_curves.*",
+        "class_iou_*.png",
+        "qualitative.png",
+        "erf.*",
+        "reliability_*.*",
+    ),
 }
 ERF_FILES = ("erf.png", "erf.pdf", "erf.csv")
 _ERF_LABELS = {
@@ -314,7 +445,90 @@ def _run_line(run: tables.Run) -> str:
     return f"- **{run.name}** (`{run.model}`): " + ", ".join(bits)
 
 
-def _index_md(result: ReportResult, shown, per_run, cd, qual) -> str:
+_COMPARISON_NOTE = (
+    "Difference = run - {reference}, per figure of Table 5 (mIoU %; rPC in %), with its 95% "
+    "paired-bootstrap interval; p: two-sided paired-bootstrap p-value of no difference; "
+    "p (Holm): adjusted with Holm's step-down method over the figures of the pair; * "
+    "significant at 5% after the adjustment."
+)
+_CALIBRATION_NOTE = (
+    "Pixel-level calibration over the non-ignored pixels (Guo et al. 2017): ECE, the expected "
+    "calibration error over 15 equal-width bins of the top softmax probability (%); NLL, the "
+    "mean negative log-likelihood of the true class (nats per pixel); Brier, the mean "
+    "multi-class Brier score per pixel (0..2). Each corruption: the mean over its severities; "
+    "mean: over the corruptions. Lower is better."
+)
+_RELIABILITY_NOTE = (
+    "Reliability diagrams, one figure per run: a row per chosen corruption, clean and its "
+    "severities 1/3/5; per confidence bin, the pixel accuracy at the bin's mean confidence "
+    "(line), the diagonal of perfect calibration (dashed) and the bin's share of the pixels "
+    "(grey bars)."
+)
+_WORST_NOTE = (
+    "Per-image mIoU (over the classes present in the image or predicted), in %: the mean of "
+    "the worst 10% of images (ceil(N/10) images), the 10th percentile, and the worst image "
+    "(over the corruption's severities, with its cell). Each corruption: the mean over its "
+    "severities. Every cell in the CSV."
+)
+_WORST_LABELS = {
+    "corruption": "Corruption",
+    "worst_image": "Worst image",
+    "worst_cell": "its cell",
+    "worst_image_miou": "its mIoU",
+    "worst_decile": "Worst 10% (mean)",
+    "p10": "10th percentile",
+}
+
+
+def _comparison_tables(frame) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """Per compared pair: (run, reference, headers, rows as text)."""
+    out = []
+    for (run, ref), g in frame.groupby(["run", "against"], sort=False):
+        headers = ["Figure", run, ref, "Difference", "95% interval", "p", "p (Holm)"]
+        rows = [
+            [
+                r["figure"],
+                tables.fmt(r["a"]),
+                tables.fmt(r["b"]),
+                f"{r['difference']:+.1f}",
+                f"[{r['difference_lo']:+.1f}, {r['difference_hi']:+.1f}]",
+                tables.fmt(r["p_value"], 3),
+                tables.fmt(r["p_holm"], 3) + (" *" if r["significant"] else ""),
+            ]
+            for r in g.to_dict("records")
+        ]
+        out.append((run, ref, headers, rows))
+    return out
+
+
+def _comparison_md(frame) -> str:
+    parts = []
+    for run, ref, headers, rows in _comparison_tables(frame):
+        parts += [f"### {run} against {ref}", "", tables.markdown_table(headers, rows), ""]
+    return "\n".join(parts)
+
+
+def _comparison_html(frame) -> str:
+    e = html.escape
+    parts = []
+    for run, ref, headers, rows in _comparison_tables(frame):
+        head = "".join(f"<th>{e(h)}</th>" for h in headers)
+        body = "\n".join(
+            f"<tr><th>{e(r[0])}</th>" + "".join(f"<td>{e(c)}</td>" for c in r[1:]) + "</tr>"
+            for r in rows
+        )
+        parts.append(
+            f"<h3>{e(run)} against {e(ref)}</h3>\n<table>\n<thead><tr>{head}</tr></thead>\n"
+            f"<tbody>\n{body}\n</tbody>\n</table>"
+        )
+    return "\n".join(parts) + "\n"
+
+
+def _worst_shown(st: _Statistics, run: tables.Run):
+    return rstats.worst_decile_summary(st.worst[run.name])[list(_WORST_LABELS)]
+
+
+def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
     t5 = result.table5
     # No date on the page: the same runs give the same report, byte for byte (when the runs
     # were made is in their timing.json).
@@ -344,25 +558,63 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual) -> str:
             "(100 = as robust as the baseline; lower is better). [CSV](tables/cd.csv)",
             "",
         ]
+    if st is not None and st.comparison is not None:
+        md += [
+            "## Paired comparison",
+            "",
+            _COMPARISON_NOTE.format(reference=st.reference) + " [CSV](tables/comparison.csv)",
+            "",
+            _comparison_md(st.comparison),
+        ]
     md += [
         "## mIoU against severity (Figure 7 style)",
         "",
         "![mIoU against severity](figures/severity_curves.png)",
         "",
-        "[PDF](figures/severity_curves.pdf)",
+        "[PDF](figures/severity_curves.pdf)"
+        + ("; shaded: 95% bootstrap intervals of each cell." if st is not None else ""),
         "",
     ]
+    if st is not None:
+        cal, labels, digits = rstats.calibration_display(st.calibration)
+        md += [
+            "## Calibration under corruption",
+            "",
+            tables.frame_markdown(cal, "corruption", labels, digits),
+            "",
+            _CALIBRATION_NOTE + " [CSV](tables/calibration.csv)",
+            "",
+            _RELIABILITY_NOTE,
+            "",
+        ]
+        for run, slug, _ in per_run:
+            md += [
+                f"![Reliability diagrams of {run.name}](figures/reliability_{slug}.png)",
+                "",
+                f"[PDF](figures/reliability_{slug}.pdf)",
+                "",
+            ]
     for run, slug, sev in per_run:
         md += [
             f"## {run.name}",
             "",
-            f"mIoU (%) per corruption and severity ([CSV](tables/severity_{slug}.csv)):",
+            "mIoU (%) per corruption and severity"
+            + (" (± the half-width of the 95% interval, as in Table 5)" if st is not None else "")
+            + f" ([CSV](tables/severity_{slug}.csv)):",
             "",
             tables.frame_markdown(sev, "corruption", _SEV_LABELS),
             "",
-            f"![Per-class IoU of {run.name}](figures/class_iou_{slug}.png)",
-            "",
         ]
+        if st is not None:
+            md += [
+                "Worst decile of images ([CSV](tables/worst_decile.csv)):",
+                "",
+                tables.frame_markdown(_worst_shown(st, run), "corruption", _WORST_LABELS),
+                "",
+                _WORST_NOTE,
+                "",
+            ]
+        md += [f"![Per-class IoU of {run.name}](figures/class_iou_{slug}.png)", ""]
     if qual is not None:
         md += ["## Qualitative results", "", "![Qualitative results](figures/qualitative.png)", ""]
     if result.erf is not None:
@@ -381,7 +633,7 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual) -> str:
     return "\n".join(md)
 
 
-def _index_html(result: ReportResult, shown, per_run, cd, qual) -> str:
+def _index_html(result: ReportResult, shown, per_run, cd, qual, st) -> str:
     e = html.escape
     t5 = result.table5
     parts = [
@@ -411,17 +663,47 @@ def _index_html(result: ReportResult, shown, per_run, cd, qual) -> str:
             '<p class="note">CD per corruption = sum over severities of (1 - mIoU) / the same for '
             "the baseline (100 = as robust as the baseline; lower is better).</p>",
         ]
+    if st is not None and st.comparison is not None:
+        parts += [
+            "<h2>Paired comparison</h2>",
+            f'<p class="note">{e(_COMPARISON_NOTE.format(reference=st.reference))}</p>',
+            _comparison_html(st.comparison),
+        ]
     parts += [
         "<h2>mIoU against severity (Figure 7 style)</h2>",
         '<p><img src="figures/severity_curves.png" alt="mIoU against severity"></p>',
     ]
+    if st is not None:
+        cal, labels, digits = rstats.calibration_display(st.calibration)
+        parts += [
+            '<p class="note">Shaded: 95% bootstrap intervals of each cell.</p>',
+            "<h2>Calibration under corruption</h2>",
+            tables.frame_html(cal, "corruption", labels, digits),
+            f'<p class="note">{e(_CALIBRATION_NOTE)}</p>',
+            f'<p class="note">{e(_RELIABILITY_NOTE)}</p>',
+            *(
+                f'<p><img src="figures/reliability_{slug}.png" '
+                f'alt="Reliability diagrams of {e(run.name)}"></p>'
+                for run, slug, _ in per_run
+            ),
+        ]
     for run, slug, sev in per_run:
         parts += [
             f"<h2>{e(run.name)}</h2>",
-            "<p>mIoU (%) per corruption and severity.</p>",
+            "<p>mIoU (%) per corruption and severity"
+            + (" (± the half-width of the 95% interval, as in Table 5)" if st is not None else "")
+            + ".</p>",
             tables.frame_html(sev, "corruption", _SEV_LABELS),
-            f'<p><img src="figures/class_iou_{slug}.png" alt="Per-class IoU of {e(run.name)}"></p>',
         ]
+        if st is not None:
+            parts += [
+                "<p>Worst decile of images.</p>",
+                tables.frame_html(_worst_shown(st, run), "corruption", _WORST_LABELS),
+                f'<p class="note">{e(_WORST_NOTE)}</p>',
+            ]
+        parts.append(
+            f'<p><img src="figures/class_iou_{slug}.png" alt="Per-class IoU of {e(run.name)}"></p>'
+        )
     if qual is not None:
         parts += [
             "<h2>Qualitative results</h2>",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from corruptions.registry import BENCHMARK, CORRUPTIONS, get_corruption
 from robustbench_seg.data.cityscapes import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import save_figure
+from robustbench_seg.metrics import Calibration
 from robustbench_seg.report.tables import CATEGORY_ORDER, Run, class_iou_frame
 from robustbench_seg.runs import load_predictions, read_run_info
 
@@ -26,6 +27,7 @@ __all__ = [
     "parse_conditions",
     "plot_class_iou",
     "plot_qualitative",
+    "plot_reliability",
     "plot_severity_curves",
     "qualitative_rows",
 ]
@@ -70,7 +72,10 @@ def _title(corruption: str) -> str:
 
 
 def plot_severity_curves(
-    runs: Sequence[Run], stem: Path, colors: dict[str, tuple[float, float, float]]
+    runs: Sequence[Run],
+    stem: Path,
+    colors: dict[str, tuple[float, float, float]],
+    bands: Mapping[str, Mapping[str, tuple[float, float, float]]] | None = None,
 ) -> list[Path]:
     """Figure 7: a 4x4 grid, one panel per benchmark corruption (rows: blur, noise, digital,
     weather), mIoU (%) against severity with the clean mIoU as severity 0, one line per run.
@@ -79,6 +84,8 @@ def plot_severity_curves(
         runs: The runs.
         stem: Output path without suffix; ``.png`` and ``.pdf`` are written.
         colors: Colour per run name (:func:`model_colors`).
+        bands: Per run name, cell -> (mIoU, lo, hi) as fractions
+            (``RunStatistics.cell_intervals``): each line gets its 95% band, shaded.
 
     Returns:
         The written files.
@@ -108,6 +115,15 @@ def plot_severity_curves(
                 )
                 handles[run.name] = line
                 top = max(top, max(y))
+                if bands is not None and run.name in bands:
+                    cells = (["clean"] if len(clean) else []) + [
+                        f"{corruption}-{int(s)}" for s in g["severity"]
+                    ]
+                    lo, hi = (
+                        [100 * bands[run.name][c][k] for c in cells] for k in (1, 2)
+                    )  # fmt: skip
+                    ax.fill_between(x, lo, hi, color=colors[run.name], alpha=0.18, lw=0)
+                    top = max(top, np.nanmax(hi))
             ax.set_title(_title(corruption), fontsize=10)
             ax.grid(True, lw=0.4, alpha=0.5)
             if not ax.lines:
@@ -133,7 +149,11 @@ def plot_severity_curves(
         ncol=min(len(handles), 4) or 1,
         frameon=False,
     )
-    fig.suptitle("mIoU under each corruption against severity (Cityscapes-C)", fontsize=12)
+    fig.suptitle(
+        "mIoU under each corruption against severity (Cityscapes-C)"
+        + ("; shaded: 95% bootstrap intervals" if bands is not None else ""),
+        fontsize=12,
+    )
     rows = (len(handles) + 3) // 4
     # Fixed margins (inches), not tight_layout: the layout is known and this is much faster.
     legend_h = 0.35 + 0.25 * rows
@@ -188,6 +208,76 @@ def plot_class_iou(run: Run, path: Path) -> Path:
     fig.colorbar(im, cax=cax, label="IoU (%)")
     save_figure(fig, path, dpi=120)
     return path
+
+
+# ----------------------------------------------------------------------------- reliability
+
+
+def plot_reliability(
+    name: str,
+    grid: Sequence[tuple[str, Sequence[tuple[str, Calibration | None]]]],
+    stem: Path,
+    color: tuple[float, float, float],
+) -> list[Path]:
+    """Reliability diagrams of one run (Guo et al. 2017): one row per corruption, clean then
+    its severities in the columns (clean repeated as severity 0, as in Figure 7). Per
+    confidence bin (15 equal bins of the top softmax probability): the pixel accuracy at the
+    bin's mean confidence, the diagonal of perfect calibration, and the bin's share of the
+    cell's pixels as grey bars (same 0..1 axis); the cell's ECE in the panel.
+
+    Args:
+        name: The run's name (the title).
+        grid: Rows of (label, [(cell name, its ``metrics.Calibration`` or None where the run
+            lacks the cell)]); every row has as many cells.
+        stem: Output path without suffix; ``.png`` and ``.pdf`` are written.
+        color: The run's colour (:func:`model_colors`).
+
+    Returns:
+        The written files.
+    """
+    pw = ph = 1.9
+    nr, nc = len(grid), len(grid[0][1])
+    fw, fh = 1.2 + pw * nc, 1.35 + ph * nr
+    fig = Figure(figsize=(fw, fh))
+    axes = fig.subplots(nr, nc, squeeze=False, sharex=True, sharey=True)
+    for r, (label, cells) in enumerate(grid):
+        for c, (cell, cal) in enumerate(cells):
+            ax = axes[r, c]
+            ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.4")
+            if cal is None or not cal.pixels:
+                ax.text(0.5, 0.5, "not evaluated", ha="center", va="center",
+                        transform=ax.transAxes, color="0.5", fontsize=8)  # fmt: skip
+            else:
+                rel = cal.reliability()
+                share = rel["count"] / rel["count"].sum()
+                ax.bar(rel["lower"], share, width=rel["upper"] - rel["lower"], align="edge",
+                       color="0.8", edgecolor="0.6", lw=0.3)  # fmt: skip
+                ok = rel["count"] > 0
+                ax.plot(rel["confidence"][ok], rel["accuracy"][ok], marker="o", ms=2.5, lw=1.2,
+                        color=color)  # fmt: skip
+                ax.text(0.04, 0.96, f"ECE {100 * cal.ece:.1f}%", transform=ax.transAxes,
+                        ha="left", va="top", fontsize=8)  # fmt: skip
+            if r == 0:
+                ax.set_title("clean" if c == 0 else f"severity {cell.rpartition('-')[2]}",
+                             fontsize=9)  # fmt: skip
+            if r == nr - 1:
+                ax.set_xlabel("confidence", fontsize=8)
+        axes[r, 0].set_ylabel(f"{_title(label)}\naccuracy", fontsize=8)
+    axes[0, 0].set_xlim(0, 1)
+    axes[0, 0].set_ylim(0, 1)
+    axes[0, 0].set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
+    axes[0, 0].set_yticks([0, 0.5, 1], ["0", "0.5", "1"])
+    for ax in axes.flat:
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{name}: reliability diagrams (grey: share of the pixels per bin)", fontsize=10)
+    # Fixed margins (inches), as in the other grids.
+    fig.subplots_adjust(left=0.95 / fw, right=1 - 0.2 / fw, top=1 - 0.7 / fh, bottom=0.6 / fh,
+                        wspace=0.1, hspace=0.12)  # fmt: skip
+    # Not with_suffix: a run's name may hold dots (segformer-b0.synthetic).
+    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"]
+    for p in paths:
+        save_figure(fig, p, dpi=110)
+    return paths
 
 
 # ----------------------------------------------------------------------------- qualitative

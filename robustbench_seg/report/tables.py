@@ -31,10 +31,12 @@ __all__ = [
     "fmt",
     "frame_html",
     "frame_markdown",
+    "half_width",
     "load_reference",
     "load_runs",
     "markdown_table",
     "ordered_corruptions",
+    "interval_columns",
     "run_summary",
     "severity_frame",
     "table5",
@@ -205,7 +207,8 @@ class Table5:
     Attributes:
         frame: ``model``, ``source`` (``run``, ``baseline`` or ``published``), ``clean``, one
             column per corruption (mean over severities), ``mPC``, ``rPC`` (all mIoU %), and
-            ``mCD`` (%, with a baseline).
+            ``mCD`` (%, with a baseline); with intervals (``report --ci``) each value column
+            ``X`` is followed by ``X_lo`` and ``X_hi`` (NaN for published rows).
         corruptions: The corruption columns, grouped by category in Table 5 order.
         notes: Footnotes.
     """
@@ -223,6 +226,11 @@ class Table5:
     def value_columns(self) -> list[str]:
         """``clean``, the corruptions and the summary columns, in column order."""
         return ["clean", *self.corruptions, *self.metrics]
+
+    @property
+    def has_intervals(self) -> bool:
+        """Whether the frame holds ``X_lo`` / ``X_hi`` columns."""
+        return "clean_lo" in self.frame.columns
 
     def groups(self) -> list[tuple[str, list[str]]]:
         """(category, its corruption columns) in column order."""
@@ -468,6 +476,36 @@ def fmt(value: Any, digits: int = 1, missing: str = DASH) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def half_width(point: float, lo: float, hi: float) -> float:
+    """The half-width shown after ``±``: ``max(point - lo, hi - point)``, so that
+    ``point ± half-width`` holds the whole (possibly asymmetric) interval ``[lo, hi]``; NaN when
+    a bound is missing."""
+    if any(v is None or math.isnan(float(v)) for v in (point, lo, hi)):
+        return float("nan")
+    return max(float(point) - float(lo), float(hi) - float(point))
+
+
+def interval_columns(frame: pd.DataFrame) -> set[str]:
+    """The columns ``X`` of ``frame`` that come with ``X_lo`` and ``X_hi``."""
+    cols = set(frame.columns)
+    return {c for c in cols if f"{c}_lo" in cols and f"{c}_hi" in cols}
+
+
+def _shown_columns(frame: pd.DataFrame, first: str) -> list[str]:
+    """The displayed columns: ``X_lo`` / ``X_hi`` are shown as ``X``'s half-width."""
+    hidden = {f"{c}{s}" for c in interval_columns(frame) for s in ("_lo", "_hi")}
+    return [c for c in frame.columns if c != first and c not in hidden]
+
+
+def _with_pm(value: str, rec: dict[str, Any], col: str, digits: int, pm: str) -> str:
+    """``value`` followed by ``pm`` (a format with ``{}`` for the half-width) when ``rec`` has
+    the bounds of ``col``."""
+    if f"{col}_lo" not in rec:
+        return value
+    hw = half_width(rec[col], rec[f"{col}_lo"], rec[f"{col}_hi"])
+    return value if math.isnan(hw) else value + pm.format(fmt(hw, digits))
+
+
 def _best(t: Table5, digits: int = 1) -> dict[str, float]:
     best = {}
     for col in t.value_columns:
@@ -478,7 +516,9 @@ def _best(t: Table5, digits: int = 1) -> dict[str, float]:
     return best
 
 
-def _cells(t: Table5, bold: tuple[str, str], missing: str) -> list[list[str]]:
+def _cells(t: Table5, bold: tuple[str, str], missing: str, pm: str) -> list[list[str]]:
+    """Table 5's value cells at one decimal, the best per column in bold, and with intervals
+    the half-width after ``pm`` (a format with ``{}``)."""
     best = _best(t)
     out = []
     for rec in t.frame.to_dict("records"):
@@ -488,6 +528,8 @@ def _cells(t: Table5, bold: tuple[str, str], missing: str) -> list[list[str]]:
             s = fmt(v, missing=missing)
             if s != missing and col in best and round(float(v), 1) == best[col]:
                 s = f"{bold[0]}{s}{bold[1]}"
+            if s != missing:
+                s = _with_pm(s, rec, col, 1, pm)
             row.append(s)
         out.append(row)
     return out
@@ -521,7 +563,9 @@ def table5_markdown(t: Table5) -> str:
     """Table 5 in Markdown: one decimal, the best value per column in bold, notes below."""
     rows = [
         [n, *c]
-        for n, c in zip(_display_names(t, DAGGER), _cells(t, ("**", "**"), DASH), strict=True)
+        for n, c in zip(
+            _display_names(t, DAGGER), _cells(t, ("**", "**"), DASH, " ± {}"), strict=True
+        )
     ]
     text = markdown_table(["Model", *_header_labels(t)], rows)
     return text + "".join(f"\n\n{n}" for n in t.notes) + "\n"
@@ -540,7 +584,9 @@ def _tex(s: str) -> str:
         "~": r"\textasciitilde{}",
         "^": r"\textasciicircum{}",
     }
-    return "".join(repl.get(ch, ch) for ch in s).replace(DAGGER, r"$^\dagger$")
+    return (
+        "".join(repl.get(ch, ch) for ch in s).replace(DAGGER, r"$^\dagger$").replace("±", r"$\pm$")
+    )
 
 
 def table5_latex(t: Table5) -> str:
@@ -566,7 +612,7 @@ def table5_latex(t: Table5) -> str:
     heads = ["Method", "Clean", *(SHORT[c] for c in t.corruptions), *t.metrics]
     lines.append(" & ".join(heads) + r" \\")
     lines.append(r"\midrule")
-    cells = _cells(t, (r"\textbf{", "}"), "--")
+    cells = _cells(t, (r"\textbf{", "}"), "--", r"{{\scriptsize$\pm${}}}")
     names = _display_names(t, DAGGER)
     sources = list(t.frame["source"])
     for i, (name, row) in enumerate(zip(names, cells, strict=True)):
@@ -591,7 +637,9 @@ def table5_html(t: Table5) -> str:
     head2 = [f'<th title="{e(c)}">{e(SHORT[c])}</th>' for c in t.corruptions]
     body = []
     for name, row in zip(
-        _display_names(t, DAGGER), _cells(t, ("<strong>", "</strong>"), DASH), strict=True
+        _display_names(t, DAGGER),
+        _cells(t, ("<strong>", "</strong>"), DASH, "<small> ± {}</small>"),
+        strict=True,
     ):
         body.append(
             "<tr><th>" + e(name) + "</th>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
@@ -610,26 +658,61 @@ def table5_html(t: Table5) -> str:
     )
 
 
-def frame_markdown(frame: pd.DataFrame, first: str, labels: dict[str, str] | None = None) -> str:
-    """A frame as Markdown at one decimal (``first``: the label column; NaN shown as a dash)."""
+def _frame_cells(
+    frame: pd.DataFrame, first: str, digits: int | dict[str, int]
+) -> tuple[list[str], list[tuple[str, list[tuple[str, str | None]]]]]:
+    """The shown columns and each row's label and cells ``(value, half-width or None)``: text as
+    is, numbers at ``digits`` decimals (one number, or per column; default 1), with the
+    half-width where ``X_lo`` and ``X_hi`` exist (those two columns are not shown)."""
+    cols = _shown_columns(frame, first)
+    rows = []
+    for r in frame.to_dict("records"):
+        cells: list[tuple[str, str | None]] = []
+        for c in cols:
+            if isinstance(r[c], str):
+                cells.append((r[c], None))
+                continue
+            d = digits if isinstance(digits, int) else digits.get(c, 1)
+            hw = half_width(r[c], r[f"{c}_lo"], r[f"{c}_hi"]) if f"{c}_lo" in r else math.nan
+            cells.append((fmt(r[c], d), None if math.isnan(hw) else fmt(hw, d)))
+        rows.append((str(r[first]), cells))
+    return cols, rows
+
+
+def frame_markdown(
+    frame: pd.DataFrame,
+    first: str,
+    labels: dict[str, str] | None = None,
+    digits: int | dict[str, int] = 1,
+) -> str:
+    """A frame as Markdown (``first``: the label column; numbers at ``digits`` decimals, NaN
+    shown as a dash; a column ``X`` with ``X_lo`` and ``X_hi`` shown as ``value ± half-width``)."""
     labels = labels or {}
-    cols = [c for c in frame.columns if c != first]
-    rows = [
-        [str(r[first]), *(r[c] if isinstance(r[c], str) else fmt(r[c]) for c in cols)]
-        for r in frame.to_dict("records")
+    cols, rows = _frame_cells(frame, first, digits)
+    body = [
+        [name, *(v if hw is None else f"{v} ± {hw}" for v, hw in cells)] for name, cells in rows
     ]
-    left = 1 + sum(1 for c in cols if frame[c].dtype == object)  # text columns come first
-    return markdown_table([labels.get(first, first), *(labels.get(c, c) for c in cols)], rows, left)
+    # Text columns (object, or pandas' string dtype) come first and are left-aligned.
+    left = 1 + sum(1 for c in cols if pd.api.types.is_string_dtype(frame[c]))
+    return markdown_table([labels.get(first, first), *(labels.get(c, c) for c in cols)], body, left)
 
 
-def frame_html(frame: pd.DataFrame, first: str, labels: dict[str, str] | None = None) -> str:
-    """A frame as an HTML table at one decimal."""
+def frame_html(
+    frame: pd.DataFrame,
+    first: str,
+    labels: dict[str, str] | None = None,
+    digits: int | dict[str, int] = 1,
+) -> str:
+    """A frame as an HTML table (as :func:`frame_markdown`; the half-width in ``<small>``)."""
     labels = labels or {}
     e = html.escape
-    cols = [c for c in frame.columns if c != first]
+    cols, rows = _frame_cells(frame, first, digits)
     head = "<tr>" + "".join(f"<th>{e(labels.get(c, c))}</th>" for c in [first, *cols]) + "</tr>"
     body = []
-    for r in frame.to_dict("records"):
-        tds = "".join(f"<td>{e(r[c] if isinstance(r[c], str) else fmt(r[c]))}</td>" for c in cols)
-        body.append(f"<tr><th>{e(str(r[first]))}</th>{tds}</tr>")
+    for name, cells in rows:
+        tds = "".join(
+            f"<td>{e(v)}</td>" if hw is None else f"<td>{e(v)}<small> ± {e(hw)}</small></td>"
+            for v, hw in cells
+        )
+        body.append(f"<tr><th>{e(name)}</th>{tds}</tr>")
     return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
