@@ -114,7 +114,7 @@ def table5_figures(
                 continue
             err = (1 - miou[:, [index[x] for x in xs]]).sum(1)
             ref = (1 - b_miou[:, [b_index[x] for x in xs]]).sum(1)
-            cds[corruption] = 100 * err / ref
+            cds[corruption] = 100 * (err / ref)
             out[f"CD:{corruption}"] = cds[corruption]
         if cds:
             out["mCD"] = np.mean(np.stack(list(cds.values()), 1), 1)

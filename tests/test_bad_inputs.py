@@ -106,6 +106,17 @@ def locked(tmp: Path, kind: str) -> Path:
     return folder
 
 
+def old_run(tmp: Path, base: dict) -> Path:
+    """A copy of the base run as an earlier robustseg wrote it: cells without per-image data."""
+    run = tmp / "old-run"
+    shutil.copytree(base["run"], run)
+    for cell in (run / "cells").glob("*.npz"):
+        with np.load(cell) as z:
+            kept = {k: z[k] for k in ("confusion", "images", "config")}
+        np.savez(cell, **kept)
+    return run
+
+
 def write_label(root: Path, array: np.ndarray) -> None:
     cv2.imwrite(str(root / VAL_LABEL), array)
 
@@ -171,6 +182,16 @@ def with_path(make, *parts: str) -> Callable[[Path, dict], list[str]]:
 
     def args(tmp: Path, b: dict) -> list[str]:
         path = make(tmp)
+        return [p.format(tmp=tmp, path=path, **b) for p in parts]
+
+    return args
+
+
+def with_old_run(*parts: str) -> Callable[[Path, dict], list[str]]:
+    """``parts`` with ``{path}``: a copy of the base run without per-image data."""
+
+    def args(tmp: Path, b: dict) -> list[str]:
+        path = old_run(tmp, b)
         return [p.format(tmp=tmp, path=path, **b) for p in parts]
 
     return args
@@ -273,7 +294,16 @@ CASES = [
     Case("report: reference CSV missing", cmd("report", "{run}", "--reference", "{tmp}/ref.csv", "--out", "{tmp}/rep"), 2, "ref.csv"),
     Case("report: bad qualitative cell", cmd("report", "{run}", "--qualitative", "1", "--qualitative-corruptions", "fgo-9", "--out", "{tmp}/rep"), 2, "fgo"),
     Case("report: not an erf folder", cmd("report", "{run}", "--erf", "{tree}", "--out", "{tmp}/rep"), 2, "erf"),
+    Case("report: --ci over a run without per-image data", with_old_run("report", "{path}", "--ci", "--out", "{tmp}/rep"), 2, "per-image"),
+    Case("report: --resamples without --ci", cmd("report", "{run}", "--resamples", "10", "--out", "{tmp}/rep"), 2, "--ci"),
     Case("report: out not writable", cmd("report", "{run}", "--out", "/sys/robustseg-test"), 1, "/sys/robustseg-test"),
+    # ---- compare
+    Case("compare: runs over other images", cmd("compare", "{run}", "{run2}"), 2, "different images"),
+    Case("compare: not a run", cmd("compare", "{tree}", "{run}"), 2, "not a run directory"),
+    Case("compare: run missing", cmd("compare", "{tmp}/nope", "{run}"), 2, "nope"),
+    Case("compare: a run without per-image data", with_old_run("compare", "{path}", "{run}"), 2, "per-image"),
+    Case("compare: csv exists", with_path(a_file, "compare", "{run}", "{run}", "--csv", "{path}"), 2, "exists"),
+    Case("compare: zero resamples", cmd("compare", "{run}", "{run}", "--resamples", "0"), 2, "--resamples"),
     # ---- erf
     Case("erf: both image sources", cmd(*ERF, "--images", "{tmp}", "--cityscapes-root", "{city}", "--out", "{tmp}/e"), 2, "not both"),
     Case("erf: image folder missing", cmd(*ERF, "--images", "{tmp}/nope", "--out", "{tmp}/e"), 2, "does not exist"),
@@ -314,7 +344,8 @@ CASES = [
 def test_the_table_is_large_and_covers_every_command():
     assert len(CASES) >= 60 and len({c.name for c in CASES}) == len(CASES)
     commands = {c.name.split(":")[0] for c in CASES}
-    assert {"corrupt", "make-c", "evaluate", "report", "erf", "train", "synthetic", "demo"} <= commands
+    assert {"corrupt", "make-c", "evaluate", "report", "compare", "erf", "train", "synthetic",
+            "demo"} <= commands  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
