@@ -69,6 +69,27 @@ PREDICTIONS = "predictions"
 RESULTS = "results.csv"
 SUMMARY = "summary.csv"
 PER_IMAGE = "per_image.csv"
+NATURAL = "natural"  # the category of natural-shift cells (``acdc:fog``)
+
+
+def is_natural(cell: str) -> bool:
+    """Natural-shift cells are named ``<dataset>:<condition>``."""
+    return ":" in cell
+
+
+def natural_figure(cell: str) -> str:
+    """The figure a natural cell counts towards: itself, or for a set with densities
+    (``foggy-cityscapes:fog-2``) the condition (``foggy-cityscapes:fog``)."""
+    head, sep, last = cell.rpartition("-")
+    return head if sep and last.isdigit() and ":" in head else cell
+
+
+def natural_severity(cell: str) -> int:
+    """``foggy-cityscapes:fog-2`` -> 2; a condition without densities -> 0."""
+    head, sep, last = cell.rpartition("-")
+    return int(last) if sep and last.isdigit() and ":" in head else 0
+
+
 RESULTS_COLUMNS = ("model", "cell", "corruption", "category", "severity", "class", "iou", "miou")
 
 
@@ -250,6 +271,8 @@ def results_frame(
         conf, images, cal = record.confusion, record.images, record.calibration
         if cell == CLEAN:
             corruption, category, severity = CLEAN, CLEAN, 0
+        elif is_natural(cell):
+            corruption, category, severity = natural_figure(cell), NATURAL, natural_severity(cell)
         else:
             corruption, _, sev = cell.rpartition("-")
             category, severity = get_corruption(corruption).category, int(sev)
@@ -278,7 +301,8 @@ def summary_frame(results, figures: Mapping[str, tuple[float, float, float]] | N
         per_cell = df.drop_duplicates("cell").set_index("cell")
         row: dict[str, Any] = {"model": model}
         row["clean"] = 100 * per_cell.loc[CLEAN, "miou"] if CLEAN in per_cell.index else np.nan
-        corr = per_cell[per_cell["corruption"] != CLEAN]
+        natural = per_cell["category"] == NATURAL
+        corr = per_cell[(per_cell["corruption"] != CLEAN) & ~natural]
         means = {}
         for corruption, g in corr.groupby("corruption", sort=False):
             means[corruption] = 100 * float(g["miou"].mean())
@@ -290,6 +314,8 @@ def summary_frame(results, figures: Mapping[str, tuple[float, float, float]] | N
                 if row["clean"] == row["clean"]
                 else np.nan
             )
+        for condition, g in per_cell[natural].groupby("corruption", sort=False):
+            row[condition] = 100 * float(g["miou"].mean())  # natural shift, after mPC and rPC
         if figures is not None:
             for name in [k for k in row if k != "model"]:
                 lo, hi = figures.get(name, (np.nan, np.nan, np.nan))[1:]
@@ -333,32 +359,60 @@ class RunStatistics:
     """A run's per-image counts and calibration, and the bootstrap figures computed from them.
 
     Args:
-        cells: Cell names, in the run's order.
-        counts: ``(N, C, K, 3)`` per-image TP/FP/FN of each cell.
-        calibration: Per cell, its calibration sums (or ``None``).
+        cells: The dataset's cell names (clean and synthetic), in the run's order.
+        counts: ``(N, C, K, 3)`` per-image TP/FP/FN of each of those cells.
+        calibration: Per cell (natural ones too), its calibration sums (or ``None``).
         image_ids: The N image ids, in the split's order.
         key: The image list's hash (seeds the resamples: runs over the same images share them).
+        natural: Natural-shift cells (``acdc:fog``), each over its own images: cell ->
+            ``(counts (N_c, K, 3), image ids)``. Their resamples are keyed by their image ids,
+            so the cells of one set (Foggy Cityscapes' three densities) share them.
     """
 
     def __init__(self, cells: Sequence[str], counts: np.ndarray,
                  calibration: Mapping[str, metrics.Calibration | None], image_ids: Sequence[str],
-                 key: str) -> None:  # fmt: skip
+                 key: str, natural: Mapping[str, tuple[np.ndarray, Sequence[str]]] | None = None,
+                 ) -> None:  # fmt: skip
         self.cells = list(cells)
         self.counts = counts
         self.calibration = dict(calibration)
         self.image_ids = list(image_ids)
         self.key = key
+        self.natural = {c: (v[0], list(v[1])) for c, v in (natural or {}).items()}
         self._miou: dict[tuple[int, int], np.ndarray] = {}
+        self._natural_miou: dict[tuple[str, int, int], np.ndarray] = {}
 
     @classmethod
     def from_records(cls, records: Mapping[str, CellRecord], image_ids: Sequence[str],
-                     key: str) -> RunStatistics | None:  # fmt: skip
-        """None when a cell lacks per-image data (a run from before it was kept)."""
+                     key: str, natural: Mapping[str, Sequence[str]] | None = None,
+                     ) -> RunStatistics | None:  # fmt: skip
+        """None when a cell lacks per-image data (a run from before it was kept).
+
+        Args:
+            records: Every cell of the run.
+            image_ids, key: The dataset's images and their list's hash.
+            natural: The natural-shift cells' image ids (cell -> ids).
+        """
+        natural = dict(natural or {})
         if not records or any(r.per_image is None for r in records.values()):
             return None
-        counts = np.stack([r.per_image for r in records.values()], axis=1)
-        return cls(list(records), counts, {c: r.calibration for c, r in records.items()},
-                   image_ids, key)  # fmt: skip
+        main = [c for c in records if c not in natural]
+        counts = (np.stack([records[c].per_image for c in main], axis=1) if main
+                  else np.zeros((len(image_ids), 0, 1, 3), np.int64))  # fmt: skip
+        nat = {c: (records[c].per_image, ids) for c, ids in natural.items() if c in records}
+        return cls(main, counts, {c: r.calibration for c, r in records.items()}, image_ids, key,
+                   nat)  # fmt: skip
+
+    def natural_miou(self, cell: str, resamples: int = stats_mod.DEFAULT_RESAMPLES,
+                     seed: int = 0) -> np.ndarray:  # fmt: skip
+        """``(1 + resamples,)`` mIoU of a natural cell over its own images' resamples."""
+        key = (cell, resamples, seed)
+        if key not in self._natural_miou:
+            counts, ids = self.natural[cell]
+            w = stats_mod.resample_weights(len(ids), "\n".join(ids), resamples=resamples,
+                                           seed=seed)  # fmt: skip
+            self._natural_miou[key] = stats_mod.cell_miou(counts[:, None], w)[:, 0]
+        return self._natural_miou[key]
 
     def miou(self, resamples: int = stats_mod.DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
         """``(1 + resamples, C)`` mIoU: row 0 the run's, then one row per resample."""
@@ -377,7 +431,14 @@ class RunStatistics:
         base = None
         if baseline is not None:
             base = (baseline.cells, baseline.miou(resamples, seed))
-        return stats_mod.table5_figures(self.cells, self.miou(resamples, seed), base)
+        out = stats_mod.table5_figures(self.cells, self.miou(resamples, seed), base)
+        groups: dict[str, list[np.ndarray]] = {}
+        for cell in self.natural:  # natural conditions: a condition's mean over its densities
+            groups.setdefault(natural_figure(cell), []).append(
+                100 * self.natural_miou(cell, resamples, seed)
+            )
+        out.update({name: np.mean(np.stack(v), 0) for name, v in groups.items()})
+        return out
 
     def figures(self, baseline: RunStatistics | None = None,
                 resamples: int = stats_mod.DEFAULT_RESAMPLES,
@@ -390,9 +451,11 @@ class RunStatistics:
                        seed: int = 0) -> dict[str, tuple[float, float, float]]:  # fmt: skip
         """Cell -> (mIoU, lo, hi), as fractions."""
         m = self.miou(resamples, seed)
-        return {
-            c: (float(m[0, j]), *stats_mod.interval(m[1:, j])) for j, c in enumerate(self.cells)
-        }
+        out = {c: (float(m[0, j]), *stats_mod.interval(m[1:, j])) for j, c in enumerate(self.cells)}
+        for cell in self.natural:
+            v = self.natural_miou(cell, resamples, seed)
+            out[cell] = (float(v[0]), *stats_mod.interval(v[1:]))
+        return out
 
     def per_image_frame(self):
         """One row per image and cell: ``image_id``, ``cell``, ``miou`` (fraction)."""
@@ -401,11 +464,15 @@ class RunStatistics:
         miou = metrics.miou_from_counts(self.counts)  # (N, C)
         n, c = miou.shape
         ids = self.image_ids if len(self.image_ids) == n else [str(i) for i in range(n)]
-        return pd.DataFrame({
+        frames = [pd.DataFrame({
             "image_id": np.repeat(np.asarray(ids, dtype=object), c),
             "cell": np.tile(np.asarray(self.cells, dtype=object), n),
             "miou": miou.reshape(-1),
-        })  # fmt: skip
+        })]  # fmt: skip
+        for cell, (counts, nat_ids) in self.natural.items():
+            frames.append(pd.DataFrame({"image_id": nat_ids, "cell": cell,
+                                        "miou": metrics.miou_from_counts(counts)}))  # fmt: skip
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def load_statistics(run_dir: str | os.PathLike) -> RunStatistics | None:
@@ -425,7 +492,8 @@ def load_statistics(run_dir: str | os.PathLike) -> RunStatistics | None:
             return None
         records[cell] = record
     return RunStatistics.from_records(records, info.get("image_ids", []),
-                                      str(config.get("images_sha256", "")))  # fmt: skip
+                                      str(config.get("images_sha256", "")),
+                                      info.get("natural_image_ids") or {})  # fmt: skip
 
 
 def read_results(run_dir: str | os.PathLike) -> tuple[str, Any, dict[str, Any]]:

@@ -236,7 +236,7 @@ CASES = [
     # ---- make-cityscapes-c
     Case("make-c: no dataset given", cmd(*MAKE_C, "--out", "{tmp}/o"), 2, "no Cityscapes root"),
     Case("make-c: dataset missing", cmd(*MAKE_C, "--cityscapes-root", "{tmp}/nope", "--out", "{tmp}/o"), 2, "does not exist"),
-    Case("make-c: unknown split", cmd(*MAKE_C, "--cityscapes-root", "{city}", "--split", "tset", "--out", "{tmp}/o"), 2, "no folder"),
+    Case("make-c: unknown split", cmd(*MAKE_C, "--cityscapes-root", "{city}", "--split", "tset", "--out", "{tmp}/o"), 2, "has no split 'tset'"),
     Case("make-c: unknown corruption", cmd("make-cityscapes-c", "--cityscapes-root", "{city}", "--corruptions", "fgo", "--out", "{tmp}/o"), 2, "unknown corruption"),
     Case("make-c: severity 0", cmd(*MAKE_C[:4], "0", "--cityscapes-root", "{city}", "--out", "{tmp}/o"), 2, "severit"),
     Case("make-c: severities 1-9", cmd(*MAKE_C[:4], "1-9", "--cityscapes-root", "{city}", "--out", "{tmp}/o"), 2, "severit"),
@@ -254,6 +254,19 @@ CASES = [
     Case("make-c: other seed into a tree", cmd(*MAKE_C, "--seed", "3", "--cityscapes-root", "{city}", "--out", "{tree}"), 2, "was made with seed=0"),
     Case("make-c: a tree of another dataset", cmd(*MAKE_C, "--cityscapes-root", "{other}", "--out", "{tree}"), 2, "was made from another"),
     Case("make-c: an evaluate run as out", cmd(*MAKE_C, "--cityscapes-root", "{city}", "--out", "{run}"), 2, "holds the output of robustseg evaluate"),
+    # ---- make-corrupted, datasets
+    Case("make-corrupted: unknown dataset", cmd("make-corrupted", "--dataset", "ade2k", "--data-root", "{tmp}", "--out", "{tmp}/o"), 2, "did you mean 'ade20k'"),
+    Case("make-corrupted: no data root", cmd("make-corrupted", "--dataset", "ade20k", "--out", "{tmp}/o"), 2, "no ADE20K root"),
+    Case("make-corrupted: not the layout", cmd("make-corrupted", "--dataset", "ade20k", "--data-root", "{city}", "--out", "{tmp}/o"), 2, "ADEChallengeData2016"),
+    Case("make-corrupted: folder without classes.txt", with_path(lambda t: ((t / "f" / "images").mkdir(parents=True), (t / "f" / "labels").mkdir(), t / "f")[2], "make-corrupted", "--dataset", "folder", "--data-root", "{path}", "--out", "{tmp}/o"), 2, "classes.txt"),
+    Case("make-corrupted: a folder dataset without its layout", cmd("make-corrupted", "--dataset", "folder", "--data-root", "{city}", "--corruptions", "fog", "--severities", "1", "--out", "{tree}"), 2, "images/ and labels/"),
+    Case("evaluate: unknown dataset", ev("--dataset", "kitti", "--out", "{tmp}/o"), 2, "unknown dataset 'kitti'"),
+    Case("evaluate: both roots", ev("--data-root", "{city}", "--out", "{tmp}/o"), 2, "not both"),
+    Case("evaluate: a natural set as the dataset", cmd(*EV, "--dataset", "acdc", "--data-root", "{tmp}", "--out", "{tmp}/o"), 2, "is a natural-shift set"),
+    Case("evaluate: natural set without conditions", ev("--natural", "ade20k={tmp}", "--out", "{tmp}/o"), 2, "no natural-shift conditions"),
+    Case("evaluate: unknown natural condition", ev("--natural", "acdc:haze={tmp}", "--out", "{tmp}/o"), 2, "no condition 'haze'"),
+    Case("evaluate: natural set without root", ev("--natural", "acdc", "--out", "{tmp}/o"), 2, "no ACDC root"),
+    Case("evaluate: natural set not in its layout", ev("--natural", "acdc:fog={city}", "--out", "{tmp}/o"), 2, "rgb_anon"),
     # ---- evaluate
     Case("evaluate: unknown model", lambda t, b: ["evaluate", "-m", "b9", "--out", f"{t}/o"], 2, "unknown model"),
     Case("evaluate: weights file missing", ev("--weights", "{tmp}/w.safetensors", "--out", "{tmp}/o"), 2, "w.safetensors"),

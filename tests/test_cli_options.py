@@ -42,6 +42,7 @@ def test_shared_options_mean_the_same_everywhere():
         "demo",
         "evaluate",
         "make-cityscapes-c",
+        "make-corrupted",
         "make-synthetic-city",
         "train",
     }

@@ -268,6 +268,8 @@ def select_images(
     images_dir: str | os.PathLike | None = None,
     num_images: int = 100,
     seed: int = 0,
+    dataset: str = "cityscapes",
+    data_root: str | os.PathLike | None = None,
 ) -> list[tuple[str, Path]]:
     """A seeded choice of ``num_images`` images (all of them if there are fewer).
 
@@ -281,6 +283,8 @@ def select_images(
         images_dir: Instead: every image file under this folder (recursive).
         num_images: How many to pick, at least 1.
         seed: Seed of the choice.
+        dataset, data_root: Instead of Cityscapes, the images of another registered dataset
+            (``robustbench_seg.data.datasets``).
 
     Returns:
         ``(image id, path)`` pairs; ids are Cityscapes ids or paths relative to ``images_dir``.
@@ -290,8 +294,10 @@ def select_images(
     """
     if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
         raise RobustSegError(f"--num-images must be an integer >= 1, got {num_images!r}")
-    if images_dir is not None and cityscapes_root is not None:
-        raise RobustSegError("pass either --cityscapes-root or --images, not both")
+    given = [o for o, v in (("--cityscapes-root", cityscapes_root), ("--data-root", data_root),
+                            ("--images", images_dir)) if v is not None]  # fmt: skip
+    if len(given) > 1:
+        raise RobustSegError(f"pass one of {', '.join(given)}, not both")
     if images_dir is not None:
         folder = Path(images_dir).expanduser()
         if not folder.is_dir():
@@ -303,9 +309,12 @@ def select_images(
             raise RobustSegError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}")
         items = [(p.relative_to(folder).as_posix(), p) for p in paths]
     else:
-        from robustbench_seg.data.cityscapes import list_images
+        from robustbench_seg.data.datasets import get_dataset
 
-        items = [(im.image_id, im.path) for im in list_images(cityscapes_root, split)]
+        data = get_dataset(dataset)
+        root = data_root if data_root is not None else cityscapes_root
+        condition = data.conditions[0] if data.conditions else None  # a natural set: its first
+        items = [(im.image_id, im.path) for im in data.images(root, split, condition)]
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(items), size=min(num_images, len(items)), replace=False))
     return [items[i] for i in chosen]
@@ -586,6 +595,8 @@ def compute_erf(
     images_dir: str | os.PathLike | None = None,
     num_images: int = 100,
     size: int | Sequence[int] = (512, 1024),
+    dataset: str = "cityscapes",
+    data_root: str | os.PathLike | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
     out: str | os.PathLike | None = None,
@@ -636,6 +647,8 @@ def compute_erf(
         images_dir=images_dir,
         num_images=num_images,
         seed=seed,
+        dataset=dataset,
+        data_root=data_root,
     )
     for _, path in images:  # every image readable as documented, before any work
         file_shape(path)

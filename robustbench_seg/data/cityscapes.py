@@ -1,54 +1,46 @@
-"""Cityscapes (Cordts et al. 2016): locating the dataset and listing a split's images."""
+"""Cityscapes (Cordts et al. 2016): locating the dataset, listing a split's images and labels
+(layout of cityscapesScripts: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png``,
+``gtFine/<split>/<city>/*_gtFine_label{TrainIds,Ids}.png``), and the label table."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from robustbench_seg.data.images import file_shape, read_label
+from robustbench_seg.data.pairs import IGNORE_INDEX, ImageEntry, Pair, check_pairs, load_label
 from robustbench_seg.errors import RobustSegError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class CityscapesImage:
-    """One image of a split.
-
-    Attributes:
-        image_id: ``<city>/<city>_<seq>_<frame>``: stable across machines; used for seeding.
-        path: the ``*_leftImg8bit.png`` file.
-        rel_path: path relative to the dataset root (``leftImg8bit/<split>/<city>/<file>``).
-    """
-
-    image_id: str
-    path: Path
-    rel_path: str
-
-    @property
-    def city(self) -> str:
-        return self.image_id.split("/", 1)[0]
+# The generic pair types (any dataset); the Cityscapes names stay for existing code.
+CityscapesImage = ImageEntry
+CityscapesPair = Pair
 
 
-def resolve_root(root: str | os.PathLike | None) -> Path:
-    """The dataset root: ``root``, else ``$CITYSCAPES_DATASET``; it must be a directory."""
+def resolve_root(
+    root: str | os.PathLike | None,
+    *,
+    env: str | None = "CITYSCAPES_DATASET",
+    what: str = "Cityscapes",
+    option: str = "--cityscapes-root",
+) -> Path:
+    """The dataset root: ``root``, else ``$<env>``; it must be a directory."""
     if root is None or str(root) == "":
-        root = os.environ.get("CITYSCAPES_DATASET")
+        root = os.environ.get(env) if env else None
         if not root:
-            raise RobustSegError(
-                "no Cityscapes root: pass --cityscapes-root DIR or set CITYSCAPES_DATASET"
-            )
+            hint = f" or set {env}" if env else ""
+            raise RobustSegError(f"no {what} root: pass {option} DIR{hint}")
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise RobustSegError(f"Cityscapes root {path} does not exist or is not a directory")
+        raise RobustSegError(f"{what} root {path} does not exist or is not a directory")
     return path
 
 
-def list_images(root: str | os.PathLike | None, split: str = "val") -> list[CityscapesImage]:
+def list_images(root: str | os.PathLike | None, split: str = "val") -> list[ImageEntry]:
     """All ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` images of a split, sorted by id.
 
     Raises:
@@ -68,9 +60,7 @@ def list_images(root: str | os.PathLike | None, split: str = "val") -> list[City
                 path = city_dir / name
                 stem = name[: -len(IMAGE_SUFFIX)]
                 images.append(
-                    CityscapesImage(
-                        f"{city_dir.name}/{stem}", path, path.relative_to(root).as_posix()
-                    )
+                    ImageEntry(f"{city_dir.name}/{stem}", path, path.relative_to(root).as_posix())
                 )
     if not images:
         raise RobustSegError(
@@ -80,8 +70,6 @@ def list_images(root: str | os.PathLike | None, split: str = "val") -> list[City
 
 
 # ----------------------------------------------------------------------------- labels
-
-IGNORE_INDEX = 255
 
 # Cityscapes label table (cityscapesScripts helpers/labels.py): (name, labelId, trainId).
 # trainId 255 = not evaluated. License plate (-1) is not in the label images.
@@ -130,26 +118,7 @@ def train_id_to_label_id_lut() -> np.ndarray:
 # ----------------------------------------------------------------------------- pairs
 
 
-@dataclass(frozen=True)
-class CityscapesPair:
-    """An image and its fine label map.
-
-    Attributes:
-        image: the image entry (id, path).
-        label_path: ``*_gtFine_labelTrainIds.png`` when present, else ``*_gtFine_labelIds.png``.
-        train_ids: True when ``label_path`` already holds trainIds.
-    """
-
-    image: CityscapesImage
-    label_path: Path
-    train_ids: bool
-
-    @property
-    def image_id(self) -> str:
-        return self.image.image_id
-
-
-def list_pairs(root: str | os.PathLike | None, split: str = "val") -> list[CityscapesPair]:
+def list_pairs(root: str | os.PathLike | None, split: str = "val") -> list[Pair]:
     """Images of a split with their ``gtFine`` labels.
 
     Raises:
@@ -163,61 +132,15 @@ def list_pairs(root: str | os.PathLike | None, split: str = "val") -> list[Citys
         train = Path(f"{base}_gtFine_labelTrainIds.png")
         ids = Path(f"{base}_gtFine_labelIds.png")
         if train.is_file():
-            pairs.append(CityscapesPair(image, train, True))
+            pairs.append(Pair(image, train, f"trainIds:{NUM_CLASSES}"))
         elif ids.is_file():
-            pairs.append(CityscapesPair(image, ids, False))
+            pairs.append(Pair(image, ids, "cityscapes-labelIds"))
         else:
             raise RobustSegError(f"image {image.rel_path} has no label: expected {ids}")
     return pairs
 
 
-def load_label(pair: CityscapesPair, image_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """The label map of ``pair`` as uint8 trainIds (255 = ignore).
-
-    Raises:
-        RobustSegError: not an 8-bit one-channel map, ids outside the Cityscapes table, or a
-        size that differs from ``image_shape``.
-        OSError: the file cannot be read.
-    """
-    label = read_label(pair.label_path)
-    if image_shape is not None and tuple(label.shape) != tuple(image_shape):
-        raise RobustSegError(
-            f"label {pair.label_path} is {label.shape[1]}x{label.shape[0]} but its image "
-            f"is {image_shape[1]}x{image_shape[0]}"
-        )
-    if pair.train_ids:
-        bad = (label >= NUM_CLASSES) & (label != IGNORE_INDEX)
-        if bad.any():
-            raise RobustSegError(
-                f"label {pair.label_path} holds trainId {int(label[bad][0])}, not 0..18 or 255"
-            )
-        return label.astype(np.uint8)
-    if label.max() > MAX_LABEL_ID:
-        raise RobustSegError(
-            f"label {pair.label_path} holds id {int(label.max())}, outside the Cityscapes "
-            f"label table (0..{MAX_LABEL_ID})"
-        )
-    return label_id_to_train_id_lut()[label]
-
-
-def check_pairs(pairs: list[CityscapesPair], *, progress: bool = False) -> list[tuple[int, int]]:
-    """Checks every pair before any work: the image's header (8-bit, a format
-    ``read_rgb`` reads), its label map decoded (8-bit one channel, valid ids) and of the same
-    size. Returns each image's ``(height, width)``.
-
-    Raises:
-        RobustSegError: The first bad file, named, with what is wrong.
-        OSError: A file that cannot be read.
-    """
-    from robustbench_seg.progress import Progress
-
-    shapes = []
-    with Progress(
-        len(pairs), "checking inputs", unit="img", enabled=progress, summary=False
-    ) as bar:
-        for pair in pairs:
-            shape = file_shape(pair.image.path)
-            load_label(pair, shape)
-            shapes.append(shape)
-            bar.update()
-    return shapes
+__all__ = [
+    "CLASS_NAMES", "IGNORE_INDEX", "LABELS", "NUM_CLASSES", "PALETTE", "CityscapesImage",
+    "CityscapesPair", "check_pairs", "list_images", "list_pairs", "load_label", "resolve_root",
+]  # fmt: skip

@@ -26,9 +26,10 @@ import numpy as np
 from corruptions import corrupt, make_protocol
 from corruptions.protocol import Protocol, variant_seed_sequence
 from corruptions.registry import BACKENDS
-from robustbench_seg.data.cityscapes import CityscapesImage, list_images, load_label, resolve_root
-from robustbench_seg.data.images import read_rgb
-from robustbench_seg.data.png import check_png_bytes, write_png_atomic
+from robustbench_seg.data.datasets import get_dataset
+from robustbench_seg.data.images import file_shape, read_rgb
+from robustbench_seg.data.pairs import ImageEntry, load_label
+from robustbench_seg.data.png import PNG_SIGNATURE, check_png_bytes, write_png_atomic
 from robustbench_seg.errors import RobustSegError, SystemFailure, error_line
 from robustbench_seg.io import (
     atomic_path,
@@ -77,9 +78,14 @@ class GenerationSummary:
         )
 
 
-def variant_path(out: Path, corruption: str, severity: int, image: CityscapesImage) -> Path:
-    """Where one variant of ``image`` lives in a Cityscapes-C tree."""
-    return out / corruption / str(severity) / image.rel_path
+def variant_path(out: Path, corruption: str, severity: int, image: ImageEntry) -> Path:
+    """Where one variant of ``image`` lives in a corrupted tree: the image's path relative to
+    its dataset root under ``<corruption>/<severity>/``, as PNG (a JPEG source keeps its name
+    with the suffix ``.png``: the variants are stored losslessly)."""
+    rel = Path(image.rel_path)
+    if rel.suffix.lower() != ".png":
+        rel = rel.with_suffix(".png")
+    return out / corruption / str(severity) / rel
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -128,7 +134,7 @@ def _write_manifest(out: Path, rows: dict[str, dict]) -> None:
 
 @dataclass(frozen=True)
 class _Job:
-    image: CityscapesImage
+    image: ImageEntry
     variants: tuple[tuple[str, int], ...]
     known: dict  # path -> sha256 from the manifest, for the variants of this image
     out: Path
@@ -187,7 +193,8 @@ def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _check_metadata(out: Path, seed: int, backend: str, split: str) -> dict | None:
+def _check_metadata(out: Path, seed: int, backend: str, split: str,
+                    dataset: str = "cityscapes") -> dict | None:  # fmt: skip
     meta_path = out / METADATA
     if not meta_path.exists():
         return None
@@ -196,6 +203,12 @@ def _check_metadata(out: Path, seed: int, backend: str, split: str) -> dict | No
     except (OSError, json.JSONDecodeError):
         raise RobustSegError(f"{meta_path} is unreadable; use a new --out") from None
     _check_arithmetic(meta, out)
+    made_from = meta.get("source_dataset", "cityscapes")
+    if made_from != dataset:
+        raise RobustSegError(
+            f"{out} holds a corrupted {made_from}, not {dataset}; use a new --out (nothing was "
+            "changed)"
+        )
     for key, value in (("seed", seed), ("backend", backend), ("split", split)):
         if meta.get(key) != value:
             raise RobustSegError(
@@ -226,10 +239,13 @@ def _check_sources(meta: dict, sources: dict[str, str], tree: Path, root: Path) 
             )
 
 
+TREE_KINDS = ("cityscapes-c", "corrupted")  # metadata.json "dataset": Cityscapes-C, others
+
+
 def _is_tree(out: Path) -> bool:
-    """A Cityscapes-C tree of ours from before output folders were marked."""
+    """A corrupted tree of ours from before output folders were marked."""
     try:
-        return json.loads((out / METADATA).read_text()).get("dataset") == "cityscapes-c"
+        return json.loads((out / METADATA).read_text()).get("dataset") in TREE_KINDS
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -241,20 +257,22 @@ def _remove_stale_tmp(out: Path) -> None:
                 Path(dirpath, name).unlink(missing_ok=True)
 
 
-def _link_labels(out: Path, root: Path, protocol: Protocol) -> None:
-    """One ``gtFine`` symlink per variant folder, so each is a Cityscapes root of its own."""
-    gt = (root / "gtFine").resolve()
-    if not gt.is_dir():
-        return
-    for corruption, severity in protocol.variants():
-        link = out / corruption / str(severity) / "gtFine"
-        if link.is_symlink() or link.exists():
+def _link_labels(out: Path, root: Path, protocol: Protocol, folders: tuple[str, ...]) -> None:
+    """In every variant folder a symlink to each of the dataset's label folders (``gtFine``,
+    ``annotations``, ...), so that each is a dataset root of its own."""
+    for name in folders:
+        target = (root / name).resolve()
+        if not target.is_dir():
             continue
-        try:
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(gt, target_is_directory=True)
-        except OSError:  # no symlinks here (e.g. Windows without privileges): metadata says where
-            return
+        for corruption, severity in protocol.variants():
+            link = out / corruption / str(severity) / name
+            if link.is_symlink() or link.exists():
+                continue
+            try:
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(target, target_is_directory=True)
+            except OSError:  # no symlinks here (e.g. Windows without privileges): metadata says
+                return
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -264,7 +282,7 @@ def generate_cityscapes_c(
     cityscapes_root: str | os.PathLike | None,
     out: str | os.PathLike,
     *,
-    split: str = "val",
+    split: str | None = None,
     corruptions: str = "benchmark",
     severities: str = "protocol",
     seed: int = 0,
@@ -274,13 +292,16 @@ def generate_cityscapes_c(
     skip_bad: bool = False,
     progress: bool = True,
     on_image: Callable[[str], None] | None = None,
+    dataset: str = "cityscapes",
 ) -> GenerationSummary:
-    """Generate Cityscapes-C from a Cityscapes root.
+    """Generate Cityscapes-C from a Cityscapes root, or the same corrupted tree of any
+    registered dataset (``robustseg make-corrupted``: ADE20K-C, ...).
 
     Args:
-        cityscapes_root: dataset root (``None``: ``$CITYSCAPES_DATASET``).
-        out: output folder (created; must not be inside the dataset's image tree).
-        split: ``val`` (the benchmark), ``train`` or ``test``.
+        cityscapes_root: dataset root (``None``: the dataset's environment variable,
+            ``$CITYSCAPES_DATASET`` for Cityscapes).
+        out: output folder (created; must not be inside the dataset's image or label folders).
+        split: the split to corrupt (default: the dataset's evaluation split, ``val``).
         corruptions: ``benchmark``, a category, ``all``, or comma-separated names.
         severities: ``protocol`` (1-3 noises, 1-5 others), ``all``, or a list like ``1,3,5``.
         seed: base seed of the seeding rule (corruptions.protocol.variant_seed_sequence).
@@ -290,6 +311,7 @@ def generate_cityscapes_c(
         skip_bad: record unreadable images as failed and go on, instead of stopping.
         progress: show a progress bar.
         on_image: called with each finished image id (tests use it).
+        dataset: the dataset's registry name (``robustbench_seg.data.datasets``).
 
     Returns:
         A GenerationSummary.
@@ -299,7 +321,9 @@ def generate_cityscapes_c(
         unreadable image without ``skip_bad``.
     """
     t0 = time.perf_counter()
-    root = resolve_root(cityscapes_root)
+    data = get_dataset(dataset)
+    root = data.resolve_root(cityscapes_root, option="--data-root" if dataset != "cityscapes"
+                             else "--cityscapes-root")  # fmt: skip
     out = Path(out).expanduser()
     if backend not in BACKENDS:
         raise RobustSegError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
@@ -307,14 +331,16 @@ def generate_cityscapes_c(
     if limit is not None and limit < 1:
         raise RobustSegError(f"--limit must be >= 1, got {limit}")
     workers = check_workers(workers, os.cpu_count() or 1)
+    split = split or data.default_split
+    images = data.images(root, split)
+    # the folders of the dataset's images and labels (leftImg8bit/ and gtFine/, images/ ...)
+    inner = {Path(im.rel_path).parts[0] for im in images[:1]} | set(data.tree_labels)
     if (
-        _is_inside(out, root / "leftImg8bit")
-        or _is_inside(out, root / "gtFine")
+        any(_is_inside(out, root / name) for name in inner)
         or _is_inside(root, out)
         or out.resolve() == root.resolve()
     ):
         raise RobustSegError(f"--out {out} must not be inside the dataset {root} (or contain it)")
-    images = list_images(root, split)
     if limit is not None:
         images = images[:limit]
 
@@ -326,9 +352,12 @@ def generate_cityscapes_c(
     bar = Progress(len(images), "checking inputs", unit="img", enabled=progress, summary=False)
     for image in images:
         try:
-            data = image.path.read_bytes()
-            shapes.append(check_png_bytes(data, image.path))
-            sources[image.rel_path] = hashlib.sha256(data).hexdigest()
+            raw = image.path.read_bytes()
+            if raw.startswith(PNG_SIGNATURE):
+                shapes.append(check_png_bytes(raw, image.path))
+            else:  # JPEG (ADE20K, folders): its header; read_rgb decodes it
+                shapes.append(file_shape(image.path))
+            sources[image.rel_path] = hashlib.sha256(raw).hexdigest()
         except (RobustSegError, OSError) as exc:
             if not skip_bad:
                 if isinstance(exc, OSError):
@@ -345,7 +374,7 @@ def generate_cityscapes_c(
     check_dir(out, "cityscapes-c", recognise=_is_tree)  # before anything is read from it
     lock = None
     try:
-        previous_meta = _check_metadata(out, seed, backend, split)
+        previous_meta = _check_metadata(out, seed, backend, split, data.name)
         if previous_meta:
             _check_sources(previous_meta, sources, out, root)
         variants = protocol.variants()
@@ -375,14 +404,16 @@ def generate_cityscapes_c(
             )
         _remove_stale_tmp(out)
         meta = {
-            "dataset": "cityscapes-c",
+            "dataset": "cityscapes-c" if data.name == "cityscapes" else "corrupted",
+            "source_dataset": data.name,
             "cityscapes_root": str(root.resolve()),
             "split": split,
             "seed": seed,
             "backend": backend,
             "protocol": protocol.to_dict(),
             "seeding": "SeedSequence([seed, blake2b64(image_id), corruption_index, severity])",
-            "labels": "not copied: each <corruption>/<severity>/gtFine links to cityscapes_root/gtFine",
+            "labels": "not copied: each <corruption>/<severity>/<label folder> links to the "
+            f"dataset's ({', '.join(data.tree_labels)})",
             "versions": package_versions(_VERSIONED),
             "images": [im.rel_path for im in images],
             "pixels": PIXELS,
@@ -402,7 +433,7 @@ def generate_cityscapes_c(
             meta["created"] = previous_meta.get("created", meta["created"])
             meta["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_json_atomic(out / METADATA, meta)
-        _link_labels(out, root, protocol)
+        _link_labels(out, root, protocol, data.tree_labels)
 
         summary = GenerationSummary(out=out, images=len(images), variants=len(variants))
         summary.failed.extend(bad)
@@ -513,7 +544,7 @@ def tree_settings(cityscapes_c: str | os.PathLike) -> dict:
         raise RobustSegError(
             f"{path} is not valid JSON; is {cityscapes_c} a Cityscapes-C tree?"
         ) from None
-    if not isinstance(meta, dict) or meta.get("dataset") != "cityscapes-c":
+    if not isinstance(meta, dict) or meta.get("dataset") not in TREE_KINDS:
         raise RobustSegError(
             f"{cityscapes_c} is not a Cityscapes-C tree ({METADATA} says otherwise)"
         )
@@ -528,6 +559,7 @@ def check_tree(
     split: str,
     root: Path,
     progress: bool = False,
+    dataset: str = "cityscapes",
 ) -> dict:
     """Checks a Cityscapes-C tree before any work: made with imagecorruptions' arithmetic, of
     ``split``, from these very images (each source file's sha256 against ``metadata.json``),
@@ -539,12 +571,19 @@ def check_tree(
     tree = Path(cityscapes_c)
     meta = tree_settings(tree)
     _check_arithmetic(meta, tree)
+    if meta.get("source_dataset", "cityscapes") != dataset:
+        raise RobustSegError(
+            f"{tree} is a corrupted {meta.get('source_dataset')}, not {dataset}; pass the tree "
+            "made from this dataset"
+        )
     if meta.get("split") != split:
         raise RobustSegError(f"{tree} was made from the {meta.get('split')!r} split, not {split!r}")
     made_from = meta.get("sources") or {}
-    resume = f"run robustseg make-cityscapes-c --cityscapes-root {root} --out {tree} (it resumes)"
+    command = (f"make-cityscapes-c --cityscapes-root {root}" if dataset == "cityscapes"
+               else f"make-corrupted --dataset {dataset} --data-root {root}")  # fmt: skip
+    resume = f"run robustseg {command} --out {tree} (it resumes)"
     with Progress(
-        len(pairs), "checking the Cityscapes-C tree", unit="img", enabled=progress
+        len(pairs), "checking the corrupted tree", unit="img", enabled=progress, summary=False
     ) as bar:
         for pair in pairs:
             rel = pair.image.rel_path

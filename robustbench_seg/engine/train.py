@@ -33,10 +33,9 @@ from robustbench_seg.data.cityscapes import (
     IGNORE_INDEX,
     CityscapesPair,
     check_pairs,
-    list_pairs,
     load_label,
-    resolve_root,
 )
+from robustbench_seg.data.datasets import Dataset, get_dataset
 from robustbench_seg.data.transforms import augment, pad_to, rescaled_size
 from robustbench_seg.engine.checkpoint import (
     BEST,
@@ -260,7 +259,8 @@ def _check_crop_fits(shapes: list[tuple[int, int]], recipe: Recipe) -> None:
         if rh < recipe.crop[0] or rw < recipe.crop[1]:
             raise RobustSegError(
                 f"crop {format_size(recipe.crop)} cannot fit: {w}x{h} training images "
-                f"are at most {rw}x{rh} after the largest resize (scale {recipe.scale}, ratio "
+                f"are at most {rw}x{rh} after the largest resize (scale {recipe.scale[0]}x"
+                f"{recipe.scale[1]}, ratio "
                 f"{recipe.ratio_range[1]}); use a smaller --crop or a larger --scale"
             )
 
@@ -306,8 +306,12 @@ class TrainResult:
     rank_divergence: float = 0.0
 
 
-def _config(model: str, init: str, seed: int, precision: str, recipe: Recipe) -> dict[str, Any]:
-    return {"model": model, "init": init, "seed": seed, "precision": precision, **recipe.hashed()}
+def _config(model: str, init: str, seed: int, precision: str, recipe: Recipe,
+            dataset: tuple[str, int] = ("cityscapes", 19)) -> dict[str, Any]:  # fmt: skip
+    config = {"model": model, "init": init, "seed": seed, "precision": precision, **recipe.hashed()}
+    if dataset != ("cityscapes", 19):  # runs on Cityscapes keep the hash they had before
+        config["dataset"], config["num_classes"] = dataset
+    return config
 
 
 def _seed_torch(seed: int, iteration: int, rank: int) -> None:
@@ -327,9 +331,9 @@ def _initial_model(entry: ModelEntry, init: str) -> tuple[nn.Module, str]:
     ``model.backbone``.
     """
     if init == "none":
-        return load(entry.name).module, "random"
+        return load(entry.name, num_classes=entry.num_classes).module, "random"
     try:
-        return load(entry.name, init).module, init
+        return load(entry.name, init, num_classes=entry.num_classes).module, init
     except RobustSegError as exc:
         raise RobustSegError(f"--init {init}: {exc}") from exc
 
@@ -417,7 +421,8 @@ def _batch_split(
 
 
 def _prepare_data(
-    cityscapes_root: str | os.PathLike[str] | None,
+    data: Dataset,
+    root: Path,
     recipe: Recipe,
     entry: ModelEntry,
     progress: bool,
@@ -433,9 +438,8 @@ def _prepare_data(
         RobustSegError: No training split, a crop that cannot fit, class weights of the wrong
             length, or no validation split when the run validates.
     """
-    root = resolve_root(cityscapes_root)
     try:
-        train_pairs = list_pairs(root, "train")
+        train_pairs = data.pairs(root, "train")
     except RobustSegError as exc:
         raise RobustSegError(f"no usable training split: {exc}") from exc
     _check_crop_fits(check_pairs(train_pairs, progress=progress), recipe)
@@ -451,7 +455,7 @@ def _prepare_data(
     val_pairs: list[CityscapesPair] = []
     if recipe.eval_every > 0:
         try:
-            val_pairs = list_pairs(root, "val")
+            val_pairs = data.pairs(root, "val")
         except RobustSegError as exc:
             raise RobustSegError(f"{exc} (validation split; pass --eval-every 0 to skip)") from exc
         check_pairs(val_pairs, progress=progress)
@@ -478,6 +482,7 @@ def _open_run(
     recipe: Recipe,
     resume: bool,
     info: runtime.DistInfo,
+    dataset: tuple[str, int] = ("cityscapes", 19),
 ) -> _Run:
     """Checks the run directory against ``resume`` and writes its ``config.json`` (rank 0).
 
@@ -488,7 +493,7 @@ def _open_run(
     out_dir = Path(out).expanduser()
     if info.is_main:
         check_dir(out_dir, "train", recognise=_is_train_run)
-    config = _config(model_name, init, seed, precision, recipe)
+    config = _config(model_name, init, seed, precision, recipe, dataset)
     config_hash = runtime.config_hash(config)
     ckpt: dict[str, Any] | None = None
     if resume:
@@ -553,7 +558,7 @@ def _build_net(
     if ckpt is None:
         net_model, source = _initial_model(entry, init)
     else:
-        net_model, source = load(entry.name).module, "random"
+        net_model, source = load(entry.name, num_classes=entry.num_classes).module, "random"
     aux = _auxiliary_head(net_model, entry, recipe)
     net = _TrainNet(net_model, aux)
     if info.sync_bn and not recipe.freeze_norms:
@@ -778,6 +783,8 @@ def train(
     cityscapes_root: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str],
     init: str = "imagenet",
+    dataset: str = "cityscapes",
+    data_root: str | os.PathLike[str] | None = None,
     resume: bool = False,
     eval_every: int | None = None,
     precision: str = "fp32",
@@ -799,7 +806,10 @@ def train(
 
     Args:
         model: Registry name or alias (``"segformer-b5"``, ``"dlv3p-r50"``).
-        cityscapes_root: Dataset root (default ``$CITYSCAPES_DATASET``).
+        cityscapes_root: Cityscapes root (default ``$CITYSCAPES_DATASET``).
+        dataset: The dataset (``robustbench_seg.data.datasets``): its ``train`` split trains,
+            its ``val`` split validates; the model's head predicts its classes.
+        data_root: Its root (instead of ``cityscapes_root``).
         out: Run directory.
         init: ``"imagenet"`` (ImageNet encoder from the catalog: ``nvidia/mit-b*``), ``"none"``
             (random), or weights as ``evaluate --weights`` takes (file, catalog id,
@@ -837,6 +847,16 @@ def train(
             f"train takes an architecture ({entry.name}), not {model!r}; give starting weights "
             "with --init"
         )
+    data = get_dataset(dataset)
+    if data.conditions:
+        raise RobustSegError(f"{data.name} is a natural-shift set; train on its source dataset")
+    if data_root is not None and cityscapes_root is not None:
+        raise RobustSegError("pass either --cityscapes-root or --data-root, not both")
+    root = data.resolve_root(data_root if data_root is not None else cityscapes_root,
+                             option="--data-root" if data_root is not None else "--cityscapes-root")  # fmt: skip
+    classes = len(data.classes(root))
+    if classes != entry.num_classes:  # the head predicts the dataset's classes
+        entry = dataclasses.replace(entry, num_classes=classes)
     recipe = get_recipe(entry.name, **recipe_overrides)
     if eval_every is not None:
         recipe = dataclasses.replace(recipe, eval_every=eval_every)
@@ -848,9 +868,10 @@ def train(
 
     micro, accumulate = _batch_split(recipe, info, accumulate, entry.family)
     recipe, train_pairs, val_pairs = _prepare_data(
-        cityscapes_root, recipe, entry, progress and info.is_main
+        data, root, recipe, entry, progress and info.is_main
     )
-    run = _open_run(out, entry.name, init, seed, precision, recipe, resume, info)
+    run = _open_run(out, entry.name, init, seed, precision, recipe, resume, info,
+                    (data.name, entry.num_classes))  # fmt: skip
     try:
         parts = _build_net(entry, recipe, init, seed, precision, info, run.ckpt)
         start = parts.start

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from corruptions.registry import BENCHMARK, CORRUPTIONS, get_corruption
-from robustbench_seg.data.cityscapes import CLASS_NAMES, IGNORE_INDEX, PALETTE
+from robustbench_seg.data.cityscapes import IGNORE_INDEX, PALETTE
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import save_figure
 from robustbench_seg.metrics import Calibration
@@ -304,10 +304,11 @@ def parse_conditions(specs: Sequence[str]) -> list[tuple[str, int]]:
     return out
 
 
-def colorize(label: np.ndarray) -> np.ndarray:
-    """trainIds (HxW) to Cityscapes palette colours (HxWx3 uint8); ignored pixels black."""
+def colorize(label: np.ndarray, palette: Sequence[Sequence[int]] = PALETTE) -> np.ndarray:
+    """trainIds (HxW) to palette colours (HxWx3 uint8; Cityscapes' by default); ignored
+    pixels black."""
     lut = np.zeros((256, 3), np.uint8)
-    lut[: len(PALETTE)] = np.asarray(PALETTE, np.uint8)
+    lut[: len(palette)] = np.asarray(palette, np.uint8)
     lut[IGNORE_INDEX] = 0
     return lut[label.astype(np.uint8)]
 
@@ -381,8 +382,8 @@ def qualitative_rows(
         The names of the runs shown, the rows (image-major: every condition of the first
         image, then the next image), and the warnings.
     """
-    from robustbench_seg.data.cityscapes import list_pairs
     from robustbench_seg.data.cityscapes_c import CellView, cell_name
+    from robustbench_seg.data.datasets import get_dataset
 
     cfg0 = next((r.config for r in runs if r.config), {})
     root = cityscapes_root or cfg0.get("cityscapes_root")
@@ -390,13 +391,11 @@ def qualitative_rows(
         return (
             [],
             [],
-            [
-                "qualitative grid skipped: no Cityscapes root recorded in run.json; "
-                "pass cityscapes_root (--cityscapes-root)"
-            ],
+            ["qualitative grid skipped: no dataset root recorded in run.json; pass --data-root"],
         )
     try:
-        pairs = list_pairs(root, cfg0.get("split", "val"))[:num_images]
+        data = get_dataset(cfg0.get("dataset", "cityscapes"))
+        pairs = data.pairs(root, cfg0.get("split", "val"))[:num_images]
     except RobustSegError as exc:
         return [], [], [f"qualitative grid skipped: cannot read the dataset: {exc}"]
     conds = [(None, None), *conditions]
@@ -428,6 +427,19 @@ def qualitative_rows(
     return [run.name for run, _ in shown], rows, warns
 
 
+def _classes(runs: Sequence[Run], root: str | Path | None):
+    """The first run's class names and palette: its dataset's (Cityscapes' for runs from
+    before datasets were recorded)."""
+    from robustbench_seg.data.datasets import get_dataset
+
+    cfg0 = next((r.config for r in runs if r.config), {})
+    data = get_dataset(cfg0.get("dataset", "cityscapes"))
+    folder = root or cfg0.get("cityscapes_root")
+    return data.classes(Path(folder) if folder else None), data.palette(
+        Path(folder) if folder else None
+    )
+
+
 def plot_qualitative(
     runs: Sequence[Run],
     path: Path,
@@ -454,6 +466,7 @@ def plot_qualitative(
     )
     if not rows:
         return None, warns
+    class_names, palette = _classes(runs, cityscapes_root)
     h, w = rows[0].image.shape[:2]
     cols = 2 + len(names)
     pw = 3.0
@@ -464,7 +477,8 @@ def plot_qualitative(
     titles = ["Image", "Ground truth", *names]
     for r, row in enumerate(rows):
         what = "clean" if row.corruption is None else f"{_title(row.corruption)} {row.severity}"
-        for c, img in enumerate([row.image, colorize(row.label), *map(colorize, row.predictions)]):
+        maps = [colorize(m, palette) for m in (row.label, *row.predictions)]
+        for c, img in enumerate([row.image, *maps]):
             ax = axes[r, c]
             ax.imshow(img, interpolation="nearest" if c else "antialiased")
             ax.set_xticks([])
@@ -472,9 +486,9 @@ def plot_qualitative(
             if r == 0:
                 ax.set_title(titles[c], fontsize=9)
         axes[r, 0].set_ylabel(f"{row.image_id.split('/')[-1]}\n{what}", fontsize=8)
-    legend = [
-        Patch(color=np.asarray(PALETTE[k]) / 255, label=name) for k, name in enumerate(CLASS_NAMES)
-    ]
+    present = sorted({int(v) for row in rows for m in (row.label, *row.predictions)
+                      for v in np.unique(m) if v < len(class_names)})  # fmt: skip
+    legend = [Patch(color=np.asarray(palette[k]) / 255, label=class_names[k]) for k in present]
     fig.legend(handles=legend, loc="lower center", ncol=7, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.9 / height, 1, 1))
     save_figure(fig, path, dpi=120)
