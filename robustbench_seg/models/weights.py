@@ -9,7 +9,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from robustbench_seg.models.registry import TAG_SEPARATOR, get_model_entry, spli
 
 __all__ = [
     "CATALOG",
+    "HF_WEIGHT_FILES",
     "WeightsInfo",
     "catalog_entry",
     "cache_dir",
@@ -341,15 +342,25 @@ def _hf_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def hf_snapshot(repo_id: str, revision: str | None = None) -> Path:
+# What a SegFormer checkpoint for our own implementation needs from its hub repo.
+HF_WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
+
+
+def hf_snapshot(
+    repo_id: str, revision: str | None = None, *, files: Sequence[str] = HF_WEIGHT_FILES
+) -> Path:
     """Fetches (or finds in the local hub cache) a model repo's weights and config.
 
     Args:
         repo_id: ``"org/name"``.
         revision: Branch, tag or commit; default ``main``.
+        files: The repo's files to fetch (``allow_patterns``; globs work): the weights and
+            ``config.json`` by default; ``hf://`` models add their image processor's and
+            tokenizer's configs (``models.hf.HF_MODEL_FILES``).
 
     Returns:
-        The snapshot directory (holds ``model.safetensors`` or ``pytorch_model.bin``).
+        The snapshot directory (holds ``model.safetensors``, ``pytorch_model.bin`` or their
+        shards); its name is the commit.
 
     Raises:
         RobustSegError: When the files are neither cached nor downloadable; the message says
@@ -364,18 +375,26 @@ def hf_snapshot(repo_id: str, revision: str | None = None) -> Path:
             revision=revision,
             cache_dir=cache,
             local_files_only=_hf_offline(),
-            allow_patterns=["config.json", "model.safetensors", "pytorch_model.bin"],
+            allow_patterns=list(files),
         )
     except Exception as exc:  # the hub raises many error types (offline, 404, HTTP, ...)
+        rev = f" --revision {revision}" if revision else ""
+        weights_only = tuple(files) == HF_WEIGHT_FILES
+        tail = (
+            f", or download https://huggingface.co/{repo_id}/resolve/{revision or 'main'}/"
+            "pytorch_model.bin and pass it with --weights PATH"
+            if weights_only
+            else ""
+        )
         raise RobustSegError(
-            f"cannot get hf://{repo_id} ({type(exc).__name__}) and it is not in the Hugging Face "
-            f"cache {cache}; on a machine with internet run `huggingface-cli download {repo_id}` "
-            f"and copy {cache / ('models--' + repo_id.replace('/', '--'))}, or download "
-            f"https://huggingface.co/{repo_id}/resolve/main/pytorch_model.bin and pass it with "
-            "--weights PATH"
+            f"cannot get hf://{repo_id}{'@' + revision if revision else ''} "
+            f"({type(exc).__name__}) and it is not in the Hugging Face cache {cache}; on a "
+            f"machine with internet run `huggingface-cli download {repo_id}{rev}` and copy "
+            f"{cache / ('models--' + repo_id.replace('/', '--'))}{tail}"
         ) from exc
     path = Path(folder)
-    if not any((path / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
+    weights = ("model.safetensors", "pytorch_model.bin")
+    if not any((path / n).is_file() for n in (*weights, *(f"{n}.index.json" for n in weights))):
         raise RobustSegError(f"hf://{repo_id} has no model.safetensors or pytorch_model.bin")
     return path
 
