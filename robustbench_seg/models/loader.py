@@ -1,7 +1,8 @@
 """The one way from a model spec and weights to a ready module (torchvision/timm ``get_model``).
 
 A spec is a registry architecture with an optional weights tag (``"b5"``, ``"segformer-b0.synthetic"``),
-a custom builder (``"path/to/file.py:build"``, ``"package.module:build"``) or an ``nn.Module``.
+a custom builder (``"path/to/file.py:build"``, ``"package.module:build"``), a Hugging Face model
+(``"hf://org/name[@revision]"``, through ``models.hf``, imported only then) or an ``nn.Module``.
 Every command (evaluate, train, erf, demo) and the benchmarks go through :func:`load`.
 """
 
@@ -13,7 +14,7 @@ import importlib.util
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,8 @@ class LoadedModel:
         preprocessing: The model contract (normalisation, input size, output classes).
         num_classes: Dataset classes the model predicts (``len(output_classes)`` if declared).
         num_outputs: Channels the module returns.
-        weights: The weights spec as given (``None``: random init or a custom model's own).
+        weights: The weights spec as given (``None``: random init or a custom model's own);
+            ``hf://org/name@<commit>`` for a Hugging Face model: the snapshot loaded.
         architecture: The registry entry (``None`` for custom models and modules).
     """
 
@@ -110,6 +112,8 @@ def load(
     preprocessing: Preprocessing | None = None,
     name: str | None = None,
     allow_http: bool = False,
+    dataset_class_names: Sequence[str] | None = None,
+    class_map: Mapping[str, str | int] | str | os.PathLike[str] | None = None,
     **build_kwargs: Any,
 ) -> LoadedModel:
     """Builds a model from a spec and loads its weights.
@@ -118,8 +122,9 @@ def load(
         spec: A registry name or alias with an optional weights tag (``"b5"``,
             ``"segformer-b0.synthetic"``), a custom builder ``"path/to/file.py:build"`` or
             ``"package.module:build"`` returning ``(module, metadata)`` (keys: see
-            ``METADATA_KEYS`` and the README's model contract), or an ``nn.Module`` returning
-            ``(N, K, h, w)`` logits.
+            ``METADATA_KEYS`` and the README's model contract), a Hugging Face model
+            ``"hf://org/name[@revision]"`` (needs ``transformers``: ``robustseg[hf]``), or an
+            ``nn.Module`` returning ``(N, K, h, w)`` logits.
         weights: ``None``: random init (registry) or the builder's own weights (custom);
             ``"default"``: the spec's tag, else the architecture's default tag; a tag
             (``"synthetic"``), a catalog id (``"segformer-b0.synthetic"``), a file or
@@ -133,6 +138,11 @@ def load(
             on RGB 0-255).
         name: For an ``nn.Module``: the name runs record (default: its class name).
         allow_http: Permit ``http://`` weight URLs (tests against a local server).
+        dataset_class_names: The dataset's class names in order: an ``hf://`` model's
+            ``id2label`` is matched to them (``models.hf.match_classes``) and the module returns
+            those classes in this order. Other models declare their classes themselves.
+        class_map: ``hf://`` models: explicit ``{dataset class: model label or output index}``
+            entries (or a JSON file of them) for names the matching does not pair.
         **build_kwargs: Passed to a registry builder (``output_stride``, ``drop_path_rate``).
 
     Returns:
@@ -147,8 +157,19 @@ def load(
             "preprocessing and name are for nn.Module models; registry and custom models "
             "declare their own"
         )
+    if class_map is not None and not (isinstance(spec, str) and spec.startswith("hf://")):
+        raise RobustSegError("a class map is for hf:// models; other models declare output_classes")
     if isinstance(spec, nn.Module):
         loaded = _from_module(spec, num_classes, preprocessing, name)
+    elif isinstance(spec, str) and spec.startswith("hf://"):
+        if build_kwargs or num_classes is not None:
+            raise RobustSegError(f"{spec}: a Hugging Face model brings its own classes and options")
+        if weights is not None and os.fspath(weights) != "default":
+            raise RobustSegError(
+                f"{spec} brings its weights; drop weights={os.fspath(weights)!r} (a revision is "
+                "pinned with hf://ORG/NAME@REVISION)"
+            )
+        loaded = _from_hf(spec, dataset_class_names, class_map, dataset_classes)
     elif is_custom_spec(spec):
         if build_kwargs or num_classes is not None:
             raise RobustSegError(
@@ -233,6 +254,25 @@ def _from_registry(
         module.eval()
     name = info.name if info is not None else entry.name
     return LoadedModel(module, name, entry.preprocessing, n, n, wspec, entry)
+
+
+# ----------------------------------------------------------------------------- hf://
+
+
+def _from_hf(
+    spec: str,
+    dataset_class_names: Sequence[str] | None,
+    class_map: Mapping[str, str | int] | str | os.PathLike[str] | None,
+    dataset_classes: int | None,
+) -> LoadedModel:
+    from robustbench_seg.models.hf import load_hf_model
+
+    hf = load_hf_model(
+        spec, dataset_class_names=dataset_class_names, class_map=class_map,
+        dataset_classes=dataset_classes,
+    )  # fmt: skip
+    n = hf.module.num_classes
+    return LoadedModel(hf.module, hf.name, hf.preprocessing, n, n, hf.weights)
 
 
 # ----------------------------------------------------------------------------- modules
