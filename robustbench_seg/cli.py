@@ -262,8 +262,9 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
     "-m",
     required=True,
     help="Registry name or alias (b0..b5, segformer-b5, deeplabv3plus-r101, ...), optionally "
-    "with a weights tag (segformer-b0.synthetic), or a custom builder: path/to/file.py:build or "
-    "package.module:build (see the README's model contract).",
+    "with a weights tag (segformer-b0.synthetic), a custom builder: path/to/file.py:build or "
+    "package.module:build (see the README's model contract), or a Hugging Face model "
+    "hf://ORG/NAME[@REVISION] (pip install 'robustseg[hf]').",
 )
 @click.option(
     "--weights",
@@ -334,9 +335,16 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
     help="Keep the predicted label maps of the first N images of every cell in "
     "OUT/predictions/ (what `report --qualitative` shows; 0: none).",
 )
+@click.option(
+    "--class-map",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='hf:// models: a JSON file {"dataset class": "model label or output index", ...} for '
+    "classes the model's labels do not match by name. Default: none (matched by name).",
+)
 def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptions, severities,
                  no_clean, limit, inference, crop, stride, batch_size, workers, device, precision,
-                 seed, backend, out, overwrite, save_predictions) -> None:  # fmt: skip
+                 seed, backend, out, overwrite, save_predictions, class_map) -> None:  # fmt: skip
     """Evaluate a model on clean Cityscapes and every Cityscapes-C corruption and severity.
 
     Writes OUT/run.json, OUT/cells/<cell>.npz, OUT/results.csv (per cell and class) and
@@ -356,7 +364,7 @@ def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptio
         clean=not no_clean, limit=limit, inference=inference, crop=crop, stride=stride,
         batch_size=batch_size, workers=workers, device=device, precision=precision, out=out,
         overwrite=overwrite, seed=seed, backend=backend, save_predictions=save_predictions,
-        progress=_progress(),
+        progress=_progress(), class_map=class_map,
     )  # fmt: skip
     if dist_info()[0] == 0:
         click.echo(format_summary(summary_frame(results)))

@@ -24,7 +24,13 @@ from torch import nn
 
 from corruptions import make_protocol
 from robustbench_seg import metrics, runs, runtime
-from robustbench_seg.data.cityscapes import NUM_CLASSES, check_pairs, list_pairs, resolve_root
+from robustbench_seg.data.cityscapes import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    check_pairs,
+    list_pairs,
+    resolve_root,
+)
 from robustbench_seg.data.cityscapes_c import CellView, cell_name, check_tree
 from robustbench_seg.engine.scoring import Segmenter
 from robustbench_seg.errors import RobustSegError
@@ -164,6 +170,7 @@ def evaluate(
     save_predictions: int = DEFAULT_SAVED_PREDICTIONS,
     progress: bool = True,
     statistics: bool = True,
+    class_map: dict | str | os.PathLike | None = None,
 ):
     """Evaluate a model on clean Cityscapes and Cityscapes-C.
 
@@ -198,12 +205,14 @@ def evaluate(
         progress: show a progress bar.
         statistics: keep the calibration sums of every cell (per-image counts are always
             kept); ``False`` only to measure what they cost (benchmarks/bench_evaluate.py).
+        class_map: for an ``hf://`` model: ``{dataset class: model label or output index}``
+            (or a JSON file of it) for classes its labels do not match by name.
 
     Returns:
         The tidy results (pandas DataFrame, one row per cell and class).
     """
     t_start = datetime.now(timezone.utc)
-    if isinstance(model, str) and not is_custom_spec(model):
+    if isinstance(model, str) and not is_custom_spec(model) and not model.startswith("hf://"):
         get_model_entry(model)  # an unknown name fails before anything else is looked at
     dev = runtime.resolve_device(device)
     _check_settings(precision, dev, inference, batch_size, crop, stride, save_predictions)
@@ -233,7 +242,8 @@ def evaluate(
     dev, rank, world = info.device, info.rank, info.world_size
 
     loaded = load(model, weights, num_classes=num_classes, preprocessing=preprocessing,
-                  dataset_classes=NUM_CLASSES)  # fmt: skip
+                  dataset_classes=NUM_CLASSES, dataset_class_names=CLASS_NAMES,
+                  class_map=class_map)  # fmt: skip
     segmenter = Segmenter(loaded.module, loaded.preprocessing, dev, num_outputs=loaded.num_outputs,
                           mode=inference, crop=crop, stride=stride, batch_size=batch_size,
                           precision=precision)  # fmt: skip
