@@ -210,50 +210,107 @@ def corrupt_cmd(image, corruption, severity, seed, backend, output, sheet, overw
         click.echo(f"wrote {sheet}")
 
 
+def _tree_options(fn):
+    """The options make-cityscapes-c and make-corrupted share."""
+    options = [
+        click.option("--split", default="val", show_default=True, help="Split to corrupt."),
+        _out_option("Output folder for the corrupted tree (new, empty, or one made by this "
+                    "command: resumed)."),
+        click.option("--corruptions", default="benchmark", show_default=True,
+                     help=_corruptions_help + "."),
+        click.option("--severities", default="protocol", show_default=True,
+                     help=_severities_help),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Base seed of the seeding rule (README: Seeding)."),
+        _workers_option("all cores"),
+        _limit_option,
+        click.option("--backend", type=click.Choice(["fast", "reference"]), default="fast",
+                     show_default=True, help="fast (ours) or reference (imagecorruptions; pip "
+                     "install 'robustseg[reference]')."),
+        click.option("--skip-bad", is_flag=True,
+                     help="Record unreadable images as failed (in metadata.json and the summary) "
+                     "and go on, instead of stopping at the first."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _make_tree(root, out, dataset, split, corruptions, severities, seed, workers, limit, backend,
+               skip_bad) -> None:  # fmt: skip
+    from robustbench_seg.data.cityscapes_c import generate_cityscapes_c
+
+    summary = generate_cityscapes_c(
+        root, out, split=split, corruptions=corruptions, severities=severities, seed=seed,
+        workers=workers, limit=limit, backend=backend, skip_bad=skip_bad, progress=_progress(),
+        dataset=dataset,
+    )  # fmt: skip
+    click.echo(f"{summary.images} images x {summary.variants} variants: {summary.line()}")
+    for image_id, err in summary.failed:
+        click.echo(f"  failed: {image_id}: {err}", err=True)
+
+
 @cli.command("make-cityscapes-c")
 @_root_option()
-@click.option("--split", default="val", show_default=True, help="Split to corrupt.")
-@_out_option("Output folder for the Cityscapes-C tree (new, empty, or one made by this command).")
-@click.option("--corruptions", default="benchmark", show_default=True,
-              help=_corruptions_help + ".")  # fmt: skip
-@click.option("--severities", default="protocol", show_default=True, help=_severities_help)
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Base seed of the seeding rule (README: Seeding).")  # fmt: skip
-@_workers_option("all cores")
-@_limit_option
-@click.option(
-    "--backend",
-    type=click.Choice(["fast", "reference"]),
-    default="fast",
-    show_default=True,
-    help="fast (ours) or reference (imagecorruptions; pip install 'robustseg[reference]').",
-)
-@click.option(
-    "--skip-bad",
-    is_flag=True,
-    help="Record unreadable images as failed (in metadata.json and the summary) and go on, "
-    "instead of stopping at the first.",
-)
+@_tree_options
 def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, seed, workers,
                           limit, backend, skip_bad) -> None:  # fmt: skip
     """Generate Cityscapes-C: every image of the split under every corruption and severity.
 
     Output: OUT/<corruption>/<severity>/leftImg8bit/<split>/<city>/<file>.png, manifest.csv
     (path, sha256, seed), metadata.json. Re-running resumes: only missing files, or files that
-    fail their checksum, are made.
+    fail their checksum, are made. The same as make-corrupted --dataset cityscapes.
 
     Example: robustseg make-cityscapes-c --cityscapes-root ~/data/cityscapes --out ~/data/cityscapes-c
     """
-    from robustbench_seg.data.cityscapes_c import generate_cityscapes_c
+    _make_tree(cityscapes_root, out, "cityscapes", split, corruptions, severities, seed, workers,
+               limit, backend, skip_bad)  # fmt: skip
 
-    summary = generate_cityscapes_c(
-        cityscapes_root, out, split=split, corruptions=corruptions, severities=severities,
-        seed=seed, workers=workers, limit=limit, backend=backend, skip_bad=skip_bad,
-        progress=_progress(),
-    )  # fmt: skip
-    click.echo(f"{summary.images} images x {summary.variants} variants: {summary.line()}")
-    for image_id, err in summary.failed:
-        click.echo(f"  failed: {image_id}: {err}", err=True)
+
+_dataset_option = click.option(
+    "--dataset",
+    default="cityscapes",
+    show_default=True,
+    help="The dataset: cityscapes, ade20k or folder (images/, labels/, classes.txt); see "
+    "`robustseg datasets`. Its root is --data-root.",
+)
+_data_root_option = click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The dataset's root folder. Default: for cityscapes --cityscapes-root or "
+    "$CITYSCAPES_DATASET; none otherwise.",
+)
+
+
+@cli.command("make-corrupted")
+@click.option("--dataset", required=True,
+              help="The dataset to corrupt: cityscapes, ade20k, folder, ... (`robustseg datasets`).")  # fmt: skip
+@_data_root_option
+@_tree_options
+def make_corrupted_cmd(dataset, data_root, split, out, corruptions, severities, seed, workers,
+                       limit, backend, skip_bad) -> None:  # fmt: skip
+    """Generate the corrupted tree of any dataset (ADE20K-C, ...), as make-cityscapes-c does.
+
+    Same protocol, seeding, manifest and resume: OUT/<corruption>/<severity>/<image's path in
+    the dataset, as .png>, each variant folder linking back to the dataset's labels.
+
+    Example: robustseg make-corrupted --dataset ade20k --data-root ~/data/ade --out ~/data/ade20k-c
+    """
+    _make_tree(data_root, out, dataset, split, corruptions, severities, seed, workers, limit,
+               backend, skip_bad)  # fmt: skip
+
+
+@cli.command("datasets")
+def datasets_cmd() -> None:
+    """List the datasets: name, splits, natural-shift conditions, classes, layout."""
+    from robustbench_seg.data.datasets import DATASETS
+
+    click.echo(f"{'name':<18} {'splits':<16} {'conditions':<24} classes")
+    for d in DATASETS.values():
+        classes = "classes.txt" if d.name == "folder" else str(len(d.classes()))
+        click.echo(f"{d.name:<18} {','.join(d.splits):<16} {','.join(d.conditions) or '-':<24} "
+                   f"{classes}")  # fmt: skip
 
 
 @cli.command("evaluate")
@@ -275,7 +332,17 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
     "URL, hf://<repo id>, or 'none' (random init).",
 )
 @_root_option()
+@_dataset_option
+@_data_root_option
 @_split_option
+@click.option(
+    "--natural",
+    multiple=True,
+    help="A natural-shift set evaluated as cells next to the synthetic ones (repeatable): "
+    "NAME[:CONDITION,...][=ROOT], e.g. acdc=~/data/acdc (acdc:fog, acdc:night, ...), "
+    "dark-zurich=~/data/dark_zurich, foggy-cityscapes (under the Cityscapes root). "
+    "Default: none.",
+)
 @click.option(
     "--cityscapes-c",
     type=click.Path(path_type=Path),
@@ -344,8 +411,10 @@ def make_cityscapes_c_cmd(cityscapes_root, split, out, corruptions, severities, 
 )
 def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptions, severities,
                  no_clean, limit, inference, crop, stride, batch_size, workers, device, precision,
-                 seed, backend, out, overwrite, save_predictions, class_map) -> None:  # fmt: skip
-    """Evaluate a model on clean Cityscapes and every Cityscapes-C corruption and severity.
+                 seed, backend, out, overwrite, save_predictions, class_map, dataset, data_root,
+                 natural) -> None:  # fmt: skip
+    """Evaluate a model on clean Cityscapes (or --dataset) and every corruption and severity,
+    and on natural-shift sets (--natural) as cells of their own.
 
     Writes OUT/run.json, OUT/cells/<cell>.npz, OUT/results.csv (per cell and class) and
     OUT/summary.csv (the Table 5 row: clean, 16 corruption means, mPC, rPC). Re-running with the
@@ -364,7 +433,8 @@ def evaluate_cmd(model, weights, cityscapes_root, split, cityscapes_c, corruptio
         clean=not no_clean, limit=limit, inference=inference, crop=crop, stride=stride,
         batch_size=batch_size, workers=workers, device=device, precision=precision, out=out,
         overwrite=overwrite, seed=seed, backend=backend, save_predictions=save_predictions,
-        progress=_progress(), class_map=class_map,
+        progress=_progress(), class_map=class_map, dataset=dataset, data_root=data_root,
+        natural=list(natural),
     )  # fmt: skip
     if dist_info()[0] == 0:
         click.echo(format_summary(summary_frame(results)))
@@ -390,7 +460,11 @@ def _check_cuda(device: str) -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the scenes (same seed, same bytes).")  # fmt: skip
 @_workers_option("all cores")
-def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
+@click.option("--fog", is_flag=True,
+              help="Also render every image in fog with Koschmieder's law on the scene's depth "
+              "(beta 0.005, 0.01, 0.02), in Foggy Cityscapes' layout: read it with --natural "
+              "foggy-cityscapes.")  # fmt: skip
+def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers, fog) -> None:
     """Render procedural street scenes in Cityscapes layout (leftImg8bit + gtFine labelIds).
 
     Every command reads the result as it reads Cityscapes; the same seed gives the same bytes.
@@ -400,7 +474,8 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
     from robustbench_seg.data.synthetic import make_synthetic_city
 
     summary = make_synthetic_city(
-        out, train=n_train, val=n_val, size=size, seed=seed, workers=workers, progress=_progress()
+        out, train=n_train, val=n_val, size=size, seed=seed, workers=workers, progress=_progress(),
+        fog=fog,
     )
     click.echo(summary.line())
 
@@ -436,10 +511,13 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers) -> None:
     help="Cells shown in the qualitative grid (NAME-SEVERITY, comma-separated).",
 )
 @click.option(
+    "--data-root",
     "--cityscapes-root",
+    "cityscapes_root",
     type=click.Path(path_type=Path),
     default=None,
-    help="Dataset root for the qualitative grid. Default: the one recorded in the runs.",
+    help="Dataset root for the qualitative grid (the runs' dataset). Default: the one "
+    "recorded in the runs.",
 )
 @click.option(
     "--erf",
@@ -557,6 +635,8 @@ def compare_cmd(run_a, run_b, resamples, seed, alpha, csv_path) -> None:
     "the catalog's.",
 )
 @_root_option(", or use --images")
+@_dataset_option
+@_data_root_option
 @_split_option
 @click.option(
     "--images",
@@ -573,9 +653,8 @@ def compare_cmd(run_a, run_b, resamples, seed, alpha, csv_path) -> None:
               help="Seed of the choice of images.")  # fmt: skip
 @_device_option
 @_out_option("Output folder (new, empty, or an erf output: replaced).")
-def erf_cmd(
-    models, weights, cityscapes_root, split, images_dir, num_images, size, seed, device, out
-) -> None:
+def erf_cmd(models, weights, cityscapes_root, dataset, data_root, split, images_dir, num_images,
+            size, seed, device, out) -> None:  # fmt: skip
     """Effective receptive fields of each encoder stage and the head (SegFormer Figure 3).
 
     Method: Luo, Li, Urtasun and Zemel (2016).
@@ -597,7 +676,7 @@ def erf_cmd(
     result = compute_erf(
         list(models), weights=weight_arg, cityscapes_root=cityscapes_root, split=split,
         images_dir=images_dir, num_images=num_images, size=size, seed=seed,
-        device=device, out=out, progress=_progress(),
+        device=device, out=out, progress=_progress(), dataset=dataset, data_root=data_root,
     )  # fmt: skip
     click.echo(result.line())
 
@@ -646,6 +725,8 @@ def _ratio_range(value: str | None):
     "weights go to --init.",
 )
 @_root_option(" with train and val splits")
+@_dataset_option
+@_data_root_option
 @_out_option("Run directory, e.g. runs/train-b0 (new or empty; an earlier run with --resume).")
 @click.option(
     "--init",
@@ -731,7 +812,7 @@ def _ratio_range(value: str | None):
               help=_r("checkpoint_every", "Checkpoint every N iterations."))  # fmt: skip
 @click.option("--eval-mode", type=click.Choice(["whole", "slide"]), default=None,
               help=_r("eval_mode", "Validation inference."))  # fmt: skip
-def train_cmd(model, cityscapes_root, out, init, resume, eval_every, precision, seed, device, accumulate,
+def train_cmd(model, cityscapes_root, dataset, data_root, out, init, resume, eval_every, precision, seed, device, accumulate,
               workers, log_every, stop_after, crop, scale, ratio_range, **overrides) -> None:  # fmt: skip
     """Train a model with the paper's recipe (SegFormer) or mmsegmentation's (DeepLabV3+).
 
@@ -761,7 +842,8 @@ def train_cmd(model, cityscapes_root, out, init, resume, eval_every, precision, 
         if value is not None:
             overrides[key] = value
     result = train(
-        model, cityscapes_root=cityscapes_root, out=out, init=init, resume=resume,
+        model, cityscapes_root=cityscapes_root, dataset=dataset, data_root=data_root, out=out,
+        init=init, resume=resume,
         eval_every=eval_every, precision=precision, seed=seed, device=device, accumulate=accumulate,
         workers=workers, log_every=log_every, stop_after=stop_after, progress=_progress(), **overrides,
     )  # fmt: skip

@@ -149,9 +149,19 @@ def run_demo(
                 shutil.rmtree(sub, ignore_errors=True)
         with timed("synthetic"):
             make_synthetic_city(
-                city, train=0, val=images, size=size, seed=seed, workers=workers, progress=progress
+                city,
+                train=0,
+                val=images,
+                size=size,
+                seed=seed,
+                workers=workers,
+                progress=progress,
+                fog=True,  # a natural-shift-style set: depth-based fog, as Foggy Cityscapes
             )
-        say(f"synthetic city: {images} val images at {w}x{h} ({timings['synthetic']:.1f} s)")
+        say(
+            f"synthetic city: {images} val images at {w}x{h}, and in depth-based fog "
+            f"({timings['synthetic']:.1f} s)"
+        )
 
         with timed("cityscapes_c"):  # the full protocol: 16 corruptions, 72 variants
             gen = generate_cityscapes_c(city, city_c, seed=seed, workers=workers, progress=progress)
@@ -171,9 +181,10 @@ def run_demo(
                     model, weights="default", cityscapes_root=city, cityscapes_c=city_c,
                     inference="whole", batch_size=2, workers=min(2, workers), device=device,
                     out=run, overwrite=True, save_predictions=qualitative, progress=progress,
+                    natural=["foggy-cityscapes"],
                 )  # fmt: skip
         say(
-            f"evaluated {len(runs)} models on {images} images x {gen.variants + 1} cells "
+            f"evaluated {len(runs)} models on {images} images x {gen.variants + 1 + 3} cells "
             f"({timings['evaluate']:.1f} s)"
         )
 

@@ -119,10 +119,10 @@ def test_export_weights_half_roundtrip(tmp_path):
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (["--images", "0"], "--images must be >= 1"),
+        (["--images", "0"], "Invalid value for '--images': 0 is not in the range x>=1"),
         (["--size", "8x8"], "--size must be at least 32x32"),
         (["--size", "big"], "use WIDTHxHEIGHT"),
-        (["--qualitative", "-1"], "--qualitative must be >= 0"),
+        (["--qualitative", "-1"], "Invalid value for '--qualitative': -1 is not in the range x>=0"),
     ],
 )
 def test_demo_bad_arguments_are_one_line(tmp_path, args, match):

@@ -177,3 +177,36 @@ def test_refuses_foreign_or_mismatched_out(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert make_synthetic_city(empty, train=1, val=0, size=SIZE, progress=False).written == 1
+
+
+def test_fog_is_koschmieder_on_the_scene_depth_in_foggy_cityscapes_layout(tmp_path):
+    from robustbench_seg.data.datasets import get_dataset
+    from robustbench_seg.data.synthetic import FOG_BETAS, foggy, render_image
+
+    out = tmp_path / "city"
+    make_synthetic_city(out, train=0, val=2, size=(128, 256), fog=True, workers=0, progress=False)
+    foggy_set = get_dataset("foggy-cityscapes")
+    clean = get_dataset("cityscapes").pairs(out)
+    for k, beta in enumerate(FOG_BETAS, 1):
+        pairs = foggy_set.pairs(out, condition=f"fog-{k}")
+        assert [p.image_id for p in pairs] == [p.image_id for p in clean]  # same scenes, labels
+        assert all(p.label_path == c.label_path for p, c in zip(pairs, clean, strict=True))
+        assert pairs[0].image.path.name.endswith(f"_leftImg8bit_foggy_beta_{beta}.png")
+    image, labels, depth = render_image(0, "val", 0, (128, 256), with_depth=True)
+    assert np.isinf(depth[labels == 23]).all() and np.isfinite(depth[labels != 23]).all()
+    road = labels == 7
+    near, far = (
+        road & (depth < np.percentile(depth[road], 20)),
+        road & (depth > np.percentile(depth[road], 80)),
+    )
+    # the road recedes: rows nearer the bottom are nearer
+    assert np.argwhere(near)[:, 0].mean() > np.argwhere(far)[:, 0].mean()
+    dense = foggy(image, depth, 0.02).astype(float)
+    change = np.abs(dense - image).sum(-1)
+    assert change[far].mean() > 1.5 * change[near].mean()  # fog grows with depth
+    written = read_rgb(foggy_set.pairs(out, condition="fog-3")[0].image.path)
+    assert np.array_equal(written, foggy(image, depth, 0.02))  # the file is what foggy() gives
+    again = tmp_path / "again"
+    make_synthetic_city(again, train=0, val=2, size=(128, 256), fog=True, workers=2, progress=False)
+    for p in sorted((out / "leftImg8bit_foggy").rglob("*.png")):
+        assert p.read_bytes() == (again / p.relative_to(out)).read_bytes()

@@ -113,6 +113,8 @@ class _Scene:
         self.z_bot = 0.8 * self.f * self.hc / (h - self.cy)  # nearer than the bottom row
         self.img = np.zeros((h, w, 3), np.float32)
         self.lab = np.full((h, w), SKY, np.uint8)
+        self.depth = np.full((h, w), np.inf, np.float32)  # metres; what is drawn last is seen
+        self._z_hint: float | None = None  # the depth of the billboard about to be filled
         self.shadow = np.ones((h, w), np.float32)
         self.weather = str(rng.choice(list(_SKIES), p=[0.55, 0.3, 0.15]))
         elev, azim = rng.uniform(0.3, 1.0), rng.uniform(-np.pi, np.pi)
@@ -144,12 +146,15 @@ class _Scene:
     def fill(self, polys: np.ndarray, colour, label: int | None) -> None:
         """Fill pixel polygons, (N, 2) or (K, N, 2), in the image and (unless None) the labels."""
         pts = self._clipped(polys)
+        z, self._z_hint = self._z_hint, None
         if not pts:
             return
         colour = tuple(min(max(float(c), 0.0), 255.0) for c in colour)
         cv2.fillPoly(self.img, pts, colour, cv2.LINE_8, _SHIFT)
         if label is not None:
             cv2.fillPoly(self.lab, pts, int(label), cv2.LINE_8, _SHIFT)
+        if z is not None:
+            cv2.fillPoly(self.depth, pts, float(z), cv2.LINE_8, _SHIFT)
 
     def ring(self, centre: np.ndarray, radius: float, width: float, colour, label: int) -> None:
         """A circle outline (pixels; width at least 1 px) in the image and the labels."""
@@ -159,6 +164,9 @@ class _Scene:
         colour = tuple(float(v) for v in colour)
         cv2.ellipse(self.img, c, axes, 0, 0, 360, colour, thick, cv2.LINE_8, _SHIFT)
         cv2.ellipse(self.lab, c, axes, 0, 0, 360, int(label), thick, cv2.LINE_8, _SHIFT)
+        z, self._z_hint = self._z_hint, None
+        if z is not None:
+            cv2.ellipse(self.depth, c, axes, 0, 0, 360, float(z), thick, cv2.LINE_8, _SHIFT)
 
     def _clipped(self, polys: np.ndarray) -> list[np.ndarray]:
         """Polygons as cv2 points (1/16 px); those reaching far off-frame are clipped first:
@@ -180,7 +188,39 @@ class _Scene:
         return out
 
     def fill3d(self, pts: np.ndarray, colour, label: int | None) -> None:
+        """Fill planar 3-D polygons, (N, 3) or (K, N, 3); their depth is their plane's, pixel
+        by pixel."""
+        self._z_hint = None
         self.fill(self.uv(pts), colour, label)
+        pts = np.asarray(pts, np.float64)
+        for poly in pts if pts.ndim == 3 else pts[None]:  # (K, N, 3) or (N, 3)
+            self._plane_depth(poly)
+
+    def _plane_depth(self, pts: np.ndarray) -> None:
+        """Depth of the polygon's plane where the polygon covers the image: a pixel's ray
+        ``(z (u - cx) / f, hc - z (v - cy) / f, z)`` meets the plane ``n . p = d``."""
+        normal = np.cross(pts[1] - pts[0], pts[2] - pts[0])  # Newell's method would average
+        if not np.any(normal):
+            return
+        poly = self._clipped(self.uv(pts))
+        if not poly:
+            return
+        x0, y0 = np.floor(np.min([p.min(0) for p in poly], 0) / _SUB).astype(int)
+        x1, y1 = np.ceil(np.max([p.max(0) for p in poly], 0) / _SUB).astype(int) + 1
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, self.w), min(y1, self.h)
+        if x0 >= x1 or y0 >= y1:
+            return
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        shift = np.array([x0, y0]) * _SUB
+        cv2.fillPoly(mask, [p - shift for p in poly], 1, cv2.LINE_8, _SHIFT)
+        vv, uu = np.nonzero(mask)
+        u, v = uu + x0 + 0.0, vv + y0 + 0.0
+        d = float(normal @ pts[0])
+        den = normal[0] * (u - self.cx) / self.f - normal[1] * (v - self.cy) / self.f + normal[2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (d - normal[1] * self.hc) / den
+        z = np.where(np.isfinite(z) & (z > 0), z, np.mean(pts[:, 2]))
+        self.depth[vv + y0, uu + x0] = np.maximum(z, _Z_MIN)
 
     def cast_shadow(self, ground_pts: np.ndarray) -> None:
         """Darken ground polygons (x, z) pairs, (N, 2) or (K, N, 2), as a cast shadow."""
@@ -215,6 +255,7 @@ class _Scene:
         """Pixels of points (..., 2) given in metres (lateral, up) on the plane at depth z."""
         u0, v0 = self.uv([x, 0.0, z])
         s = self.f / max(z, _Z_MIN)
+        self._z_hint = max(z, _Z_MIN)
         pts = np.asarray(pts, np.float64)
         return np.stack([u0 + flip * s * pts[..., 0], v0 - s * pts[..., 1]], -1)
 
@@ -1289,8 +1330,8 @@ def _finish(sc: _Scene) -> np.ndarray:
 
 
 def render_scene(
-    rng: np.random.Generator, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
+    rng: np.random.Generator, height: int, width: int, *, with_depth: bool = False
+) -> tuple[np.ndarray, ...]:
     """Render one street scene.
 
     A street is laid out in metres (lanes, parking, verges, sidewalks, a junction with a zebra
@@ -1335,7 +1376,12 @@ def render_scene(
             fn(sc, *args)
     if rng.random() < 0.5:
         _draw_ego(sc)
-    return _finish(sc), sc.lab.copy()
+    image = _finish(sc)
+    if with_depth:
+        depth = sc.depth.copy()
+        depth[sc.lab == SKY] = np.inf
+        return image, sc.lab.copy(), depth
+    return image, sc.lab.copy()
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -1377,11 +1423,46 @@ def pair_paths(out: Path, split: str, index: int) -> tuple[Path, Path]:
 
 
 def render_image(
-    seed: int, split: str, index: int, size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Image ``index`` of ``split`` (RGB, labelIds) as :func:`make_synthetic_city` writes it."""
+    seed: int, split: str, index: int, size: tuple[int, int], *, with_depth: bool = False
+) -> tuple[np.ndarray, ...]:
+    """Image ``index`` of ``split`` (RGB, labelIds[, depth]) as :func:`make_synthetic_city`
+    writes it."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_INDEX[split], index]))
-    return render_scene(rng, *size)
+    return render_scene(rng, *size, with_depth=with_depth)
+
+
+# ----------------------------------------------------------------------------- fog
+
+# Foggy Cityscapes' attenuation coefficients (Sakaridis et al. 2018): meteorological optical
+# range 600, 300 and 150 m; its file names carry them.
+FOG_BETAS = (0.005, 0.01, 0.02)
+FOGGY_SUFFIX = "_leftImg8bit_foggy_beta_{beta}.png"
+
+
+def foggy(image: np.ndarray, depth: np.ndarray, beta: float) -> np.ndarray:
+    """Koschmieder's law, as Foggy Cityscapes applies it (Sakaridis et al. 2018):
+    ``I = R t + L (1 - t)``, ``t = exp(-beta depth)``, the atmospheric light ``L`` the mean
+    colour of the brightest 0.1% of the dark channel (He et al. 2009). Here with the scene's
+    true depth (the renderer's depth buffer: every polygon's plane, billboards at their
+    depth, sky at infinity) instead of a depth estimated from stereo.
+
+    Returns:
+        The foggy image, uint8 RGB.
+    """
+    x = image.astype(np.float32)
+    dark = x.min(axis=2).ravel()
+    top = np.argsort(dark, kind="stable")[-max(1, dark.size // 1000) :]
+    light = x.reshape(-1, 3)[top].mean(axis=0)
+    t = np.exp(-beta * depth.astype(np.float64)).astype(np.float32)[..., None]
+    out = x * t + light * (1 - t)
+    return np.clip(np.floor(out), 0, 255).astype(np.uint8)
+
+
+def foggy_path(out: Path, split: str, index: int, beta: float) -> Path:
+    """Where the foggy variant of an image goes: Foggy Cityscapes' layout
+    ``leftImg8bit_foggy/<split>/<city>/<stem>_leftImg8bit_foggy_beta_<beta>.png``."""
+    city, stem = image_stem(split, index)
+    return out / "leftImg8bit_foggy" / split / city / (stem + FOGGY_SUFFIX.format(beta=beta))
 
 
 @dataclass(frozen=True)
@@ -1391,15 +1472,21 @@ class _Job:
     index: int
     seed: int
     size: tuple[int, int]
+    fog: bool = False
 
 
 def _run_job(job: _Job) -> int:
-    image, labels = render_image(job.seed, job.split, job.index, job.size)
+    image, labels, depth = render_image(job.seed, job.split, job.index, job.size, with_depth=True)
     image_path, label_path = pair_paths(job.out, job.split, job.index)
     # Label first: an image on disk always has its label (list_pairs needs both).
     _, n_label = write_png_atomic(label_path, labels)
+    n = n_label
+    if job.fog:
+        for beta in FOG_BETAS:
+            n += write_png_atomic(foggy_path(job.out, job.split, job.index, beta),
+                                  foggy(image, depth, beta))[1]  # fmt: skip
     _, n_image = write_png_atomic(image_path, image)
-    return n_label + n_image
+    return n + n_image
 
 
 def _is_city(out: Path) -> bool:
@@ -1437,6 +1524,7 @@ def make_synthetic_city(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
+    fog: bool = False,
 ) -> SyntheticSummary:
     """Render a synthetic city into ``out`` in the Cityscapes layout.
 
@@ -1456,6 +1544,10 @@ def make_synthetic_city(
         workers: worker processes (default: all cores; 0: in this process); the bytes do not
             depend on it.
         progress: show a progress bar.
+        fog: also render each image in fog, as Foggy Cityscapes does (Koschmieder's law on
+            the scene's depth, beta 0.005, 0.01, 0.02), in Foggy Cityscapes' layout
+            ``leftImg8bit_foggy/`` (:func:`foggy`): a natural-shift-style set that the
+            ``foggy-cityscapes`` dataset reads.
 
     Returns:
         A SyntheticSummary.
@@ -1496,18 +1588,20 @@ def make_synthetic_city(
         "cities": CITIES,
         "seeding": "SeedSequence([seed, split_index (train 0, val 1), image_index])",
         "labels": "gtFine *_gtFine_labelIds.png: Cityscapes labelIds",
+        "fog_betas": list(FOG_BETAS) if fog or (previous or {}).get("fog_betas") else [],
         "created": (previous or {}).get("created")
         or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     lock = claim_dir(out, "synthetic-city", recognise=_is_city)
     try:
-        return _render(out, meta, train, val, seed, size, workers, progress, t0)
+        return _render(out, meta, train, val, seed, size, workers, progress, t0,
+                       bool(meta["fog_betas"]))  # fmt: skip
     finally:
         lock.release()
 
 
 def _render(out: Path, meta: dict, train: int, val: int, seed: int, size: tuple[int, int],
-            workers: int, progress: bool, t0: float) -> SyntheticSummary:  # fmt: skip
+            workers: int, progress: bool, t0: float, fog: bool) -> SyntheticSummary:  # fmt: skip
     write_json_atomic(out / METADATA, meta)
     for stale in out.glob("**/.*.tmp"):  # left by an interrupted run
         stale.unlink(missing_ok=True)
@@ -1516,10 +1610,13 @@ def _render(out: Path, meta: dict, train: int, val: int, seed: int, size: tuple[
     jobs = []
     for split, n in (("train", train), ("val", val)):
         for index in range(n):
-            if all(p.is_file() for p in pair_paths(out, split, index)):
+            paths = list(pair_paths(out, split, index))
+            if fog:
+                paths += [foggy_path(out, split, index, beta) for beta in FOG_BETAS]
+            if all(p.is_file() for p in paths):
                 summary.skipped += 1
             else:
-                jobs.append(_Job(out, split, index, seed, size))
+                jobs.append(_Job(out, split, index, seed, size, fog))
 
     from robustbench_seg.progress import Progress
 

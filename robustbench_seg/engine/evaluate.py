@@ -8,7 +8,6 @@ all-reduce the confusion matrices; rank 0 writes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import tempfile
@@ -24,14 +23,9 @@ from torch import nn
 
 from corruptions import make_protocol
 from robustbench_seg import metrics, runs, runtime
-from robustbench_seg.data.cityscapes import (
-    CLASS_NAMES,
-    NUM_CLASSES,
-    check_pairs,
-    list_pairs,
-    resolve_root,
-)
 from robustbench_seg.data.cityscapes_c import CellView, cell_name, check_tree
+from robustbench_seg.data.datasets import Dataset, NaturalSet, get_dataset, parse_natural
+from robustbench_seg.data.pairs import check_pairs, images_sha256
 from robustbench_seg.engine.scoring import Segmenter
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import package_versions
@@ -67,10 +61,18 @@ class EvalConfig:
     crop: int | list[int]
     stride: int | list[int]
     precision: str
+    dataset: str = "cityscapes"
+    natural: list[dict] = field(default_factory=list)  # cell, dataset, condition, root, images
 
     def digest(self) -> str:
-        """The configuration hash (``runtime.config_hash``)."""
-        return runtime.config_hash(self.__dict__)
+        """The configuration hash (``runtime.config_hash``); the fields added with datasets
+        other than Cityscapes count only when they differ from their defaults, so that runs
+        from before them keep their hash."""
+        config = dict(self.__dict__)
+        for key, default in (("dataset", "cityscapes"), ("natural", [])):
+            if config[key] == default:
+                del config[key]
+        return runtime.config_hash(config)
 
 
 @dataclass
@@ -78,6 +80,8 @@ class _Cell:
     name: str
     corruption: str | None
     severity: int | None
+    pairs: list = field(default_factory=list)  # the cell's images (the dataset's, or natural)
+    natural: NaturalSet | None = None
     done: bool = False
     conf: torch.Tensor | None = None
     per_image: np.ndarray | None = None  # (N, K, 3) TP/FP/FN, rows of this rank's images
@@ -91,11 +95,10 @@ class _Items(torch.utils.data.Dataset):
     """All (cell, image) items still to do, cell-major; workers corrupt on the fly."""
 
     views: list[CellView]
-    n: int
     items: list[tuple[int, int]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.items = [(k, i) for k in range(len(self.views)) for i in range(self.n)]
+        self.items = [(k, i) for k, view in enumerate(self.views) for i in range(len(view))]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -104,6 +107,32 @@ class _Items(torch.utils.data.Dataset):
         k, i = self.items[j]
         _, image, label = self.views[k][i]
         return k, i, image, label
+
+
+def _natural_sets(specs: Sequence[str], data: Dataset, root: Path, class_names: Sequence[str],
+                  limit: int | None) -> list[NaturalSet]:  # fmt: skip
+    """The ``--natural`` sets, each with the evaluated dataset's classes."""
+    defaults = {"foggy-cityscapes": root} if data.name == "cityscapes" else {}
+    sets: list[NaturalSet] = []
+    for spec in specs:
+        for n in parse_natural(spec, default_roots=defaults):
+            if tuple(n.dataset.classes(n.root)) != tuple(class_names):
+                raise RobustSegError(
+                    f"--natural {spec}: {n.dataset.name}'s classes are not {data.name}'s; natural "
+                    "sets are scored with the evaluated dataset's classes"
+                )
+            if any(n.cell == s.cell for s in sets):
+                raise RobustSegError(f"--natural names {n.cell} twice")
+            if limit is not None:
+                n = NaturalSet(n.cell, n.dataset, n.condition, n.root, n.pairs[:limit])
+            sets.append(n)
+    return sets
+
+
+def _natural_config(n: NaturalSet) -> dict:
+    return {"cell": n.cell, "dataset": n.dataset.name, "condition": n.condition,
+            "root": str(n.root.resolve()), "images_sha256": images_sha256(n.pairs),
+            "num_images": len(n.pairs)}  # fmt: skip
 
 
 def _empty_calibration(dev: torch.device) -> list[torch.Tensor]:
@@ -150,7 +179,7 @@ def evaluate(
     preprocessing=None,
     num_classes: int | None = None,
     cityscapes_root: str | os.PathLike | None = None,
-    split: str = "val",
+    split: str | None = None,
     cityscapes_c: str | os.PathLike | None = None,
     corruptions: str | Sequence[str] = "benchmark",
     severities: str | Sequence[int] = "protocol",
@@ -171,6 +200,9 @@ def evaluate(
     progress: bool = True,
     statistics: bool = True,
     class_map: dict | str | os.PathLike | None = None,
+    dataset: str = "cityscapes",
+    data_root: str | os.PathLike | None = None,
+    natural: Sequence[str] = (),
 ):
     """Evaluate a model on clean Cityscapes and Cityscapes-C.
 
@@ -183,9 +215,11 @@ def evaluate(
         preprocessing: for a module: a ``Preprocessing`` (default: ImageNet mean/std, RGB 0-255).
         num_classes: for a module: its output count (default: ``module.num_classes`` or 19).
             The model must predict the dataset's 19 classes (see ``output_classes``).
-        cityscapes_root: dataset root (default ``$CITYSCAPES_DATASET``).
-        split: split to evaluate.
-        cityscapes_c: a tree made by ``make-cityscapes-c`` (else corrupt on the fly, same pixels).
+        cityscapes_root: Cityscapes root (default ``$CITYSCAPES_DATASET``); the same as
+            ``data_root`` with ``dataset="cityscapes"``.
+        split: split to evaluate (default: the dataset's evaluation split, ``val``).
+        cityscapes_c: a tree made by ``make-cityscapes-c`` / ``make-corrupted`` from this
+            dataset (else corrupt on the fly, same pixels).
         corruptions, severities: as ``make-cityscapes-c`` (``benchmark``, ``protocol``).
         clean: also evaluate the clean images.
         limit: only the first N images (sorted).
@@ -207,6 +241,12 @@ def evaluate(
             kept); ``False`` only to measure what they cost (benchmarks/bench_evaluate.py).
         class_map: for an ``hf://`` model: ``{dataset class: model label or output index}``
             (or a JSON file of it) for classes its labels do not match by name.
+        dataset: the dataset's registry name (``robustbench_seg.data.datasets``).
+        data_root: its root (default: its environment variable, if any).
+        natural: natural-shift sets evaluated as cells next to the synthetic ones, each
+            ``NAME[:CONDITION,...][=ROOT]`` (``acdc=~/data/acdc``: ``acdc:fog``,
+            ``acdc:night``, ...; ``foggy-cityscapes``: under the Cityscapes root). They must
+            have the dataset's classes; ``limit`` applies to each.
 
     Returns:
         The tidy results (pandas DataFrame, one row per cell and class).
@@ -216,18 +256,35 @@ def evaluate(
         get_model_entry(model)  # an unknown name fails before anything else is looked at
     dev = runtime.resolve_device(device)
     _check_settings(precision, dev, inference, batch_size, crop, stride, save_predictions)
-    root = resolve_root(cityscapes_root)
-    pairs = list_pairs(root, split)
+    data = get_dataset(dataset)
+    if data_root is not None and cityscapes_root is not None:
+        raise RobustSegError("pass either --cityscapes-root or --data-root, not both")
+    if cityscapes_root is not None and data.name != "cityscapes":
+        raise RobustSegError(
+            f"--cityscapes-root is Cityscapes' root; use --data-root for {data.name}"
+        )
+    if data.conditions:
+        raise RobustSegError(
+            f"{data.name} is a natural-shift set: evaluate it next to its source dataset, e.g. "
+            f"--dataset cityscapes --natural {data.name}=DIR"
+        )
+    root = data.resolve_root(data_root if data_root is not None else cityscapes_root,
+                             option="--data-root" if data_root is not None else "--cityscapes-root")  # fmt: skip
+    split = split or data.default_split
+    pairs = data.pairs(root, split)
+    class_names = data.classes(root)
     if limit is not None:
         if limit < 1:
             raise RobustSegError(f"--limit must be >= 1, got {limit}")
         pairs = pairs[:limit]
+    naturals = _natural_sets(natural, data, root, class_names, limit)
     protocol = make_protocol(corruptions, severities) if corruptions else None
     show = progress and os.environ.get("RANK", "0") == "0"  # before the process group
-    check_pairs(pairs, progress=show)  # every image header and label map, before any work
+    # every image header and label map, before any work
+    check_pairs(pairs + [p for n in naturals for p in n.pairs], progress=show)
     if cityscapes_c is not None:
         meta = check_tree(cityscapes_c, pairs, protocol.variants() if protocol else [],
-                          split=split, root=root, progress=show)  # fmt: skip
+                          split=split, root=root, progress=show, dataset=data.name)  # fmt: skip
         for option, given, made in (("--seed", seed, int(meta["seed"])),
                                     ("--backend", backend, str(meta["backend"]))):  # fmt: skip
             if given is not None and given != made:
@@ -242,7 +299,7 @@ def evaluate(
     dev, rank, world = info.device, info.rank, info.world_size
 
     loaded = load(model, weights, num_classes=num_classes, preprocessing=preprocessing,
-                  dataset_classes=NUM_CLASSES, dataset_class_names=CLASS_NAMES,
+                  dataset_classes=len(class_names), dataset_class_names=class_names,
                   class_map=class_map)  # fmt: skip
     segmenter = Segmenter(loaded.module, loaded.preprocessing, dev, num_outputs=loaded.num_outputs,
                           mode=inference, crop=crop, stride=stride, batch_size=batch_size,
@@ -251,15 +308,17 @@ def evaluate(
     cell_specs: list[tuple[str | None, int | None]] = [(None, None)] if clean else []
     if protocol is not None:
         cell_specs += protocol.variants()
-    if not cell_specs:
-        raise RobustSegError("nothing to evaluate: no clean cell and no corruptions")
-    images_sha = hashlib.sha256("\n".join(p.image.rel_path for p in pairs).encode()).hexdigest()
+    if not cell_specs and not naturals:
+        raise RobustSegError("nothing to evaluate: no clean cell, no corruptions, no --natural")
+    images_sha = images_sha256(pairs)
     config = EvalConfig(
         model=loaded.name, weights=loaded.weights, weights_sha256=loaded.weights_sha256,
         num_classes=loaded.num_classes, cityscapes_root=str(root.resolve()), split=split,
-        images_sha256=images_sha, num_images=len(pairs), cells=[cell_name(c, s) for c, s in cell_specs],
+        images_sha256=images_sha, num_images=len(pairs),
+        cells=[cell_name(c, s) for c, s in cell_specs] + [n.cell for n in naturals],
         seed=seed, backend=backend, cityscapes_c=str(Path(cityscapes_c).resolve()) if cityscapes_c else None,
         inference=inference, crop=size_value(crop), stride=size_value(stride), precision=precision,
+        dataset=data.name, natural=[_natural_config(n) for n in naturals],
     )  # fmt: skip
     digest = config.digest()
 
@@ -279,11 +338,13 @@ def evaluate(
                 }, "versions": package_versions(_VERSIONED), "device": torch.cuda.get_device_name(dev)
                 if dev.type == "cuda" else platform.processor() or platform.machine(),
                 "started": t_start.isoformat(timespec="seconds"), "finished": None,
-                "image_ids": [p.image_id for p in pairs],
+                "image_ids": [p.image_id for p in pairs], "class_names": list(class_names),
+                "natural_image_ids": {n.cell: [p.image_id for p in n.pairs] for n in naturals},
             })  # fmt: skip
         runtime.barrier(info)
 
-        cells = [_Cell(cell_name(c, s), c, s) for c, s in cell_specs]
+        cells = [_Cell(cell_name(c, s), c, s, pairs) for c, s in cell_specs]
+        cells += [_Cell(n.cell, None, None, n.pairs, n) for n in naturals]
         finished: dict[str, runs.CellRecord] = {}
         k_classes = loaded.num_classes
         for cell in cells:
@@ -291,7 +352,7 @@ def evaluate(
             # a cell from before per-image statistics were kept is evaluated again
             if (
                 done is not None
-                and done.images == len(pairs)
+                and done.images == len(cell.pairs)
                 and (
                     not statistics or (done.per_image is not None and done.calibration is not None)
                 )
@@ -301,21 +362,18 @@ def evaluate(
         todo = [c for c in cells if not c.done]
         for cell in todo:
             cell.conf = torch.zeros((k_classes,) * 2, dtype=torch.int64, device=dev)
-            cell.per_image = np.zeros((len(pairs), k_classes, 3), np.int64)
+            cell.per_image = np.zeros((len(cell.pairs), k_classes, 3), np.int64)
             if statistics:
                 cell.calibration = _empty_calibration(dev)
 
-        my_pairs = pairs[rank::world]
-        views = [CellView(my_pairs, c.corruption, c.severity, cityscapes_c=cityscapes_c, seed=seed,
-                          backend=backend) for c in todo]  # fmt: skip
+        views = [CellView(c.pairs[rank::world], c.corruption, c.severity, seed=seed, backend=backend,
+                          cityscapes_c=cityscapes_c if c.natural is None else None) for c in todo]  # fmt: skip
         loader = runtime.data_loader(
-            _Items(views, len(my_pairs)), workers=workers, collate_fn=_collate, shuffle=False,
+            _Items(views), workers=workers, collate_fn=_collate, shuffle=False,
             prefetch_factor=4,
             batch_size=batch_size if inference == "whole" else 1,  # auto may slide: one at a time
         )  # fmt: skip
-        n_saved = min(save_predictions, len(pairs))
-
-        bar = Progress(len(todo) * len(pairs), f"evaluate {loaded.name}", unit="img",
+        bar = Progress(sum(len(c.pairs) for c in todo), f"evaluate {loaded.name}", unit="img",
                        enabled=progress and rank == 0)  # fmt: skip
         next_final = 0
 
@@ -330,6 +388,7 @@ def evaluate(
                 cal = metrics.Calibration(sums[0].astype(np.int64), sums[1], sums[2].astype(np.int64),
                                           float(sums[3]), float(sums[4]))  # fmt: skip
             saved = cell.saved
+            n_saved = min(save_predictions, len(cell.pairs))
             if world > 1 and n_saved:
                 gathered: list = [None] * world
                 torch.distributed.all_gather_object(gathered, saved)
@@ -338,7 +397,7 @@ def evaluate(
             if rank == 0:
                 if n_saved:
                     saved.sort(key=lambda s: s[0])
-                    runs.save_predictions(run_dir, cell.name, [pairs[i].image_id for i, _ in saved],
+                    runs.save_predictions(run_dir, cell.name, [cell.pairs[i].image_id for i, _ in saved],
                                           [p for _, p in saved], digest)  # fmt: skip
                 runs.save_cell(run_dir, cell.name, arr, int(images), digest, per_image=per_image,
                                calibration=cal)  # fmt: skip
@@ -355,7 +414,7 @@ def evaluate(
                         images = np.stack([g[1] for g in group])
                         labels = torch.from_numpy(np.stack([g[2] for g in group])).to(dev)
                         cell = todo[k]
-                        first = pairs[rank + group[0][0] * world].image_id
+                        first = cell.pairs[rank + group[0][0] * world].image_id
                         m = segmenter.measure(images, labels, what=f"{cell.name}, {first}",
                                               calibration=statistics)  # fmt: skip
                         cell.conf += m.confusion.sum(0)
@@ -367,11 +426,13 @@ def evaluate(
                         for (i, _, _), p, c in zip(group, m.pred, counts, strict=True):
                             j = rank + i * world  # the image's index in the whole split
                             cell.per_image[j] = c
-                            if j < n_saved:
+                            if j < save_predictions:
                                 cell.saved.append((j, p.to(torch.uint8).cpu().numpy()))
                         bar.update(len(group) * world)
                         bar.set_postfix_str(cell.name, refresh=False)
-                    while next_final < len(todo) and todo[next_final].seen == len(my_pairs):
+                    while next_final < len(todo) and todo[next_final].seen == len(
+                        views[next_final]
+                    ):
                         finalize(todo[next_final])
                         next_final += 1
             while next_final < len(todo):  # a rank with no images still joins every all-reduce
@@ -381,9 +442,12 @@ def evaluate(
             bar.close()
 
         ordered = {c.name: finished[c.name] for c in cells}
-        stats = runs.RunStatistics.from_records(ordered, [p.image_id for p in pairs], images_sha)
+        stats = runs.RunStatistics.from_records(
+            ordered, [p.image_id for p in pairs], images_sha,
+            natural={n.cell: [p.image_id for p in n.pairs] for n in naturals},
+        )  # fmt: skip
         intervals = {c: v[1:] for c, v in stats.cell_intervals().items()} if stats else None
-        results = runs.results_frame(loaded.name, ordered, intervals=intervals)
+        results = runs.results_frame(loaded.name, ordered, class_names, intervals=intervals)
         if rank == 0:
             runs.write_tables(run_dir, results, stats)
             run_info = runs.read_run_info(run_dir) or {}
