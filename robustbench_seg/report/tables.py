@@ -18,7 +18,7 @@ from corruptions.registry import BENCHMARK, CORRUPTIONS
 from robustbench_seg import metrics
 from robustbench_seg.data.cityscapes import CLASS_NAMES
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.runs import read_results, summary_frame
+from robustbench_seg.runs import NATURAL, read_results, summary_frame
 
 __all__ = [
     "CATEGORY_ORDER",
@@ -101,9 +101,9 @@ class Run:
         return self.results.drop_duplicates("cell").reset_index(drop=True)
 
     def corruption_cells(self) -> set[tuple[str, int]]:
-        """The (corruption, severity) cells, clean left out."""
+        """The (corruption, severity) cells, clean and natural-shift cells left out."""
         c = self.cells
-        c = c[c["corruption"] != "clean"]
+        c = c[(c["corruption"] != "clean") & (c["category"] != NATURAL)]
         return {(str(a), int(b)) for a, b in zip(c["corruption"], c["severity"], strict=True)}
 
 
@@ -266,6 +266,8 @@ def _protocol_note(run: Run) -> str | None:
         sev = tuple(sorted(int(s) for s in g["severity"]))
         if corruption in BENCHMARK and sev != protocol_severities(corruption):
             odd.append(f"{corruption} {','.join(map(str, sev))}")
+    if not run.corruption_cells():
+        return f"{run.name}: no corruption cells, so no mPC or rPC."
     missing = [c for c in BENCHMARK if c not in set(run.cells["corruption"])]
     parts = []
     if odd:
@@ -426,6 +428,7 @@ def severity_frame(run: Run) -> pd.DataFrame:
         one column per severity (``"1"``..``"5"``), ``mean``. The clean row has only ``mean``.
     """
     cells = run.cells
+    cells = cells[cells["category"] != NATURAL]  # natural shift: its own section
     sevs = sorted({int(s) for s in cells["severity"] if int(s) > 0})
     rows = []
     clean = cells[cells["corruption"] == "clean"]
@@ -607,8 +610,9 @@ def table5_latex(t: Table5) -> str:
         rules.append(rf"\cmidrule(lr){{{col}-{col + len(cols) - 1}}}")
         col += len(cols)
     top += [""] * len(t.metrics)
-    lines.append(" & ".join(top) + r" \\")
-    lines.append(" ".join(rules))
+    if groups:  # no corruption columns (a clean or natural-shift run): no group header
+        lines.append(" & ".join(top) + r" \\")
+        lines.append(" ".join(rules))
     heads = ["Method", "Clean", *(SHORT[c] for c in t.corruptions), *t.metrics]
     lines.append(" & ".join(heads) + r" \\")
     lines.append(r"\midrule")
