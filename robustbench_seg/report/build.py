@@ -15,6 +15,7 @@ from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import check_dir, claim_dir
 from robustbench_seg.progress import Progress
 from robustbench_seg.report import figures, tables
+from robustbench_seg.report import natural as rnatural
 from robustbench_seg.report import statistics as rstats
 from robustbench_seg.stats import DEFAULT_RESAMPLES
 
@@ -45,6 +46,9 @@ class ReportResult:
             (``report.statistics.comparison_frame``).
         worst_decile: With ``ci``: the worst decile of images of every cell of every run
             (``report.statistics.worst_decile_frame``).
+        natural: When runs have natural-shift cells: the synthetic-vs-natural section
+            (``report.natural.NaturalSection``: the table, and with three runs or more the
+            Spearman correlations).
     """
 
     out: Path
@@ -59,6 +63,7 @@ class ReportResult:
     calibration: Any = None
     comparison: Any = None
     worst_decile: Any = None
+    natural: Any = None
 
 
 @dataclass
@@ -73,6 +78,7 @@ class _Statistics:
     bands: dict[str, dict[str, tuple[float, float, float]]]  # run name -> cell -> interval
     worst: dict[str, Any]  # run name -> per-cell worst decile
     left_out: list[str]  # warnings (reliability corruptions no run has)
+    data: dict[str, Any]  # run name -> its RunStatistics
 
 
 def _slug(name: str, taken: set[str]) -> str:
@@ -129,6 +135,12 @@ def build_report(
     (``calibration.{md,csv}``), reliability diagrams (``figures/reliability_<run>.{png,pdf}``) and
     the worst decile of images per cell (``worst_decile.csv``, a table per run).
 
+    Runs with natural-shift cells (``evaluate --natural``) add the synthetic-vs-natural section
+    (``natural.{md,csv}``, ``figures/natural.{png,pdf}``): clean, mPC, rPC and the mIoU of each
+    natural condition per run, and with three runs or more Spearman's rank correlation of mPC
+    and rPC with the natural figures (``natural_correlation.csv``; its paired bootstrap
+    interval with ``ci``). Natural cells are never Table 5 columns.
+
     Args:
         runs: Run directories written by ``evaluate`` (``results.csv``, ``run.json``).
         out: The report folder (created; files of an earlier report are replaced).
@@ -160,7 +172,9 @@ def build_report(
     Raises:
         RobustSegError: A path that is not a run directory, an unknown reference, a baseline
             that covers other cells, or bad qualitative settings; with ``ci``, a run without
-            per-image data, or runs over other images or cells than the reference run.
+            per-image data, or runs over other images or cells than the reference run;
+            three runs or more with natural cells over other images or cells (the
+            correlation).
     """
     out = Path(out)
     if not owned:
@@ -202,13 +216,14 @@ def build_report(
     shown = loaded if base is not None and not in_runs else run_list
     cd = tables.cd_frame(run_list, base) if base is not None else None
     st = None
+    resamples = DEFAULT_RESAMPLES if resamples is None else resamples
     if ci:  # every refusal before anything is written
-        t5, cd, st = _statistics(t5, cd, run_list, shown, base, reliability,
-                                 DEFAULT_RESAMPLES if resamples is None else resamples)  # fmt: skip
+        t5, cd, st = _statistics(t5, cd, run_list, shown, base, reliability, resamples)
+    nat = rnatural.natural_section(shown, None if st is None else st.data, resamples)
 
     lock = None if owned else claim_dir(out, "report", recognise=_is_report)
     try:
-        return _write_report(out, run_list, shown, t5, cd, st, qualitative, conditions,
+        return _write_report(out, run_list, shown, t5, cd, st, nat, qualitative, conditions,
                              cityscapes_root, erf_dir, title, progress)  # fmt: skip
     finally:
         if lock is not None:
@@ -244,12 +259,13 @@ def _statistics(t5, cd, run_list, shown, base, reliability, resamples):
         bands={r.name: data[r.name].cell_intervals(resamples) for r in shown},
         worst={r.name: rstats.worst_decile_frame(r, data[r.name]) for r in shown},
         left_out=left_out,
+        data=data,
     )
     return t5, cd, st
 
 
-def _write_report(out, run_list, shown, t5, cd, st, qualitative, conditions, cityscapes_root,
-                  erf_dir, title, progress) -> ReportResult:  # fmt: skip
+def _write_report(out, run_list, shown, t5, cd, st, nat, qualitative, conditions,
+                  cityscapes_root, erf_dir, title, progress) -> ReportResult:  # fmt: skip
     for sub, patterns in _OWN_FILES.items():
         (out / sub).mkdir(exist_ok=True)
         for pattern in patterns:  # files of an earlier report that this one may not rewrite
@@ -274,6 +290,14 @@ def _write_report(out, run_list, shown, t5, cd, st, qualitative, conditions, cit
         result.tables.append(out / "tables/cd.csv")
     if st is not None:
         _write_statistics(out, st, result, write)
+    if nat is not None:
+        result.natural = nat
+        write("tables/natural.md", rnatural.natural_markdown(nat, figure="../figures/natural.png"))
+        nat.frame.to_csv(out / "tables/natural.csv", index=False)
+        result.tables.append(out / "tables/natural.csv")
+        if nat.correlation is not None:
+            nat.correlation.to_csv(out / "tables/natural_correlation.csv", index=False)
+            result.tables.append(out / "tables/natural_correlation.csv")
 
     slugs: set[str] = set()
     per_run = []
@@ -293,12 +317,17 @@ def _write_report(out, run_list, shown, t5, cd, st, qualitative, conditions, cit
         per_run.append((run, slug, sev))
 
     colors = figures.model_colors([r.name for r in shown])
-    steps = 1 + len(shown) + (1 if qualitative else 0)
+    steps = 1 + len(shown) + (1 if qualitative else 0) + (1 if nat is not None else 0)
     with Progress(steps, "report", unit="fig", enabled=progress) as bar:
         result.figures += figures.plot_severity_curves(
             shown, out / "figures/severity_curves", colors, None if st is None else st.bands
         )
         bar.update()
+        if nat is not None:
+            result.figures += figures.plot_natural(
+                nat.frame, out / "figures/natural", colors, rnatural.figure_title(nat)
+            )
+            bar.update()
         for run, slug, _ in per_run:
             result.figures.append(
                 figures.plot_class_iou(run, out / f"figures/class_iou_{slug}.png")
@@ -376,6 +405,8 @@ _OWN_FILES = {
         "comparison.*",
         "calibration.*",
         "worst_decile.*",
+        "natural.*",
+        "natural_correlation.*",
     ),
     "figures": (
         "severity_curves.*",
@@ -383,6 +414,7 @@ _OWN_FILES = {
         "qualitative.png",
         "erf.*",
         "reliability_*.*",
+        "natural.*",
     ),
 }
 ERF_FILES = ("erf.png", "erf.pdf", "erf.csv")
@@ -446,7 +478,8 @@ def _run_line(run: tables.Run) -> str:
 
 
 _COMPARISON_NOTE = (
-    "Difference = run - {reference}, per figure of Table 5 (mIoU %; rPC in %), with its 95% "
+    "Difference = run - {reference}, per figure of Table 5 and natural-shift condition (mIoU "
+    "%; rPC in %), with its 95% "
     "paired-bootstrap interval; p: two-sided paired-bootstrap p-value of no difference; "
     "p (Holm): adjusted with Holm's step-down method over the figures of the pair; * "
     "significant at 5% after the adjustment."
@@ -558,6 +591,18 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
             "(100 = as robust as the baseline; lower is better). [CSV](tables/cd.csv)",
             "",
         ]
+    if result.natural is not None:
+        md += [
+            rnatural.natural_markdown(result.natural, figure="figures/natural.png"),
+            "[CSV](tables/natural.csv)"
+            + (
+                ", [correlations (CSV)](tables/natural_correlation.csv)"
+                if result.natural.correlation is not None
+                else ""
+            )
+            + ", [PDF](figures/natural.pdf)",
+            "",
+        ]
     if st is not None and st.comparison is not None:
         md += [
             "## Paired comparison",
@@ -663,6 +708,8 @@ def _index_html(result: ReportResult, shown, per_run, cd, qual, st) -> str:
             '<p class="note">CD per corruption = sum over severities of (1 - mIoU) / the same for '
             "the baseline (100 = as robust as the baseline; lower is better).</p>",
         ]
+    if result.natural is not None:
+        parts.append(rnatural.natural_html(result.natural, figure="figures/natural.png"))
     if st is not None and st.comparison is not None:
         parts += [
             "<h2>Paired comparison</h2>",

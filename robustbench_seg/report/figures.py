@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -26,6 +27,7 @@ __all__ = [
     "model_colors",
     "parse_conditions",
     "plot_class_iou",
+    "plot_natural",
     "plot_qualitative",
     "plot_reliability",
     "plot_severity_curves",
@@ -208,6 +210,59 @@ def plot_class_iou(run: Run, path: Path) -> Path:
     fig.colorbar(im, cax=cax, label="IoU (%)")
     save_figure(fig, path, dpi=120)
     return path
+
+
+# ----------------------------------------------------------------------------- natural shift
+
+
+def plot_natural(
+    frame: Any,
+    stem: Path,
+    colors: dict[str, tuple[float, float, float]],
+    title: str = "Synthetic vs natural shift",
+) -> list[Path]:
+    """Natural robustness against synthetic robustness: one point per model, the natural mean
+    (y) against mPC (x), with their 95% intervals as error bars when the frame has them.
+
+    Args:
+        frame: ``report.natural.NaturalSection.frame`` (``model``, ``mPC``, ``natural_mean``,
+            optionally ``X_lo`` / ``X_hi``); rows without both figures are not drawn.
+        stem: Output path without suffix; ``.png`` and ``.pdf`` are written.
+        colors: Colour per model name (:func:`model_colors`).
+        title: The figure's title.
+
+    Returns:
+        The written files.
+    """
+    fig = Figure(figsize=(6.4, 5.0))
+    ax = fig.subplots()
+    ci = "mPC_lo" in frame.columns and "natural_mean_lo" in frame.columns
+    for rec in frame.to_dict("records"):
+        x, y = float(rec["mPC"]), float(rec["natural_mean"])
+        if np.isnan(x) or np.isnan(y):
+            continue
+        err = {}
+        if ci:
+            err = {
+                "xerr": [[x - rec["mPC_lo"]], [rec["mPC_hi"] - x]],
+                "yerr": [[y - rec["natural_mean_lo"]], [rec["natural_mean_hi"] - y]],
+            }
+        ax.errorbar([x], [y], fmt="o", ms=6, capsize=3, lw=1.2, color=colors[rec["model"]],
+                    label=rec["model"], **err)  # fmt: skip
+    ax.set_xlabel("mPC on Cityscapes-C (mIoU %)")
+    ax.set_ylabel("natural mean (mIoU %)")
+    ax.grid(True, lw=0.4, alpha=0.5)
+    if ax.lines or ax.collections:
+        ax.legend(fontsize=8, frameon=False, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no model has both mPC and a natural mean", ha="center",
+                va="center", transform=ax.transAxes, color="0.5")  # fmt: skip
+    ax.set_title(title + ("\nbars: 95% bootstrap intervals over images" if ci else ""), fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.89, bottom=0.11)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for p in paths:
+        save_figure(fig, p, dpi=120)
+    return paths
 
 
 # ----------------------------------------------------------------------------- reliability

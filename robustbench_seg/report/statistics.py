@@ -20,7 +20,7 @@ from robustbench_seg.data.cityscapes_c import CLEAN
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.metrics import Calibration
 from robustbench_seg.report.tables import Run, Table5, ordered_corruptions
-from robustbench_seg.runs import RunStatistics, load_statistics
+from robustbench_seg.runs import NATURAL, RunStatistics, load_statistics
 
 __all__ = [
     "DEFAULT_RELIABILITY",
@@ -30,6 +30,8 @@ __all__ = [
     "calibration_frame",
     "cd_intervals",
     "check_same_images",
+    "check_same_natural_images",
+    "natural_images",
     "comparison_frame",
     "load_run_statistics",
     "parse_reliability",
@@ -74,10 +76,57 @@ def load_run_statistics(runs: Sequence[Run]) -> dict[str, RunStatistics]:
 
 
 def check_same_images(runs: Sequence[Run], reference: Run) -> None:
-    """Refuses runs over other images or cells than ``reference`` (paired comparisons)."""
+    """Refuses runs over other images or cells than ``reference`` (paired comparisons), natural
+    cells included."""
+    why = "a paired comparison needs the same images and cells"
     for run in runs:
         if run is not reference:
+            mine, theirs = set(natural_images(run)), set(natural_images(reference))
+            if mine != theirs:
+                raise RobustSegError(
+                    f"{run.path} and {reference.path} were evaluated on different natural-shift "
+                    f"cells ({', '.join(sorted(mine ^ theirs)[:5])}); {why}: evaluate them with "
+                    "the same --natural"
+                )
             check_comparable((str(run.path), run.config), (str(reference.path), reference.config))
+    check_same_natural_images(runs, reference, why)
+
+
+def natural_images(run: Run) -> dict[str, tuple[object, object]]:
+    """Natural cell -> (images_sha256, num_images) as ``run.json`` records them."""
+    return {
+        str(n.get("cell")): (n.get("images_sha256"), n.get("num_images"))
+        for n in run.config.get("natural", []) or []
+        if isinstance(n, dict)
+    }
+
+
+def check_same_natural_images(runs: Sequence[Run], reference: Run, why: str) -> None:
+    """Refuses runs whose natural-shift cells (``acdc:fog``) shared with ``reference`` are over
+    other images than its (``run.json``'s ``natural`` entries); ``why`` ends the message.
+
+    Raises:
+        RobustSegError: Other images, or a natural cell whose images the run does not record.
+    """
+    ref = natural_images(reference)
+    for run in runs:
+        if run is reference:
+            continue
+        mine = natural_images(run)
+        cells = run.cells
+        for cell in cells.loc[cells["category"] == NATURAL, "cell"]:
+            if cell in ref and cell not in mine:
+                raise RobustSegError(
+                    f"cannot tell which images {run.path} evaluated {cell} on (its run.json "
+                    f"lacks the natural entry of the cell); {why}"
+                )
+        for cell in sorted(set(mine) & set(ref)):
+            (sha_a, n_a), (sha_b, n_b) = mine[cell], ref[cell]
+            if sha_a is None or sha_b is None or (sha_a, n_a) != (sha_b, n_b):
+                raise RobustSegError(
+                    f"{run.path} and {reference.path} were evaluated on different images of "
+                    f"{cell} ({n_a} vs {n_b} images, image lists differ); {why}"
+                )
 
 
 def with_intervals(
