@@ -56,7 +56,15 @@ def check_comparable(a: tuple[str, dict], b: tuple[str, dict]) -> None:
         raise RobustSegError(
             f"{name_a} and {name_b} were evaluated on different cells (protocols): "
             f"{', '.join(only[:5]) or 'another order'}; evaluate both with the same "
-            "--corruptions and --severities"
+            "--corruptions, --severities and --natural"
+        )
+    natural = [{n["cell"]: (n.get("images_sha256"), n.get("num_images"))
+                for n in c.get("natural", [])} for c in (ca, cb)]  # fmt: skip
+    if natural[0] != natural[1]:
+        cells = sorted(k for k in natural[0] if natural[0].get(k) != natural[1].get(k))
+        raise RobustSegError(
+            f"{name_a} and {name_b} evaluated the natural-shift cells {', '.join(cells[:5])} on "
+            "different images; a paired comparison needs the same images"
         )
 
 

@@ -418,6 +418,9 @@ class RunStatistics:
         """``(1 + resamples, C)`` mIoU: row 0 the run's, then one row per resample."""
         key = (resamples, seed)
         if key not in self._miou:
+            if self.counts.shape[1] == 0:  # only natural cells
+                self._miou[key] = np.zeros((1 + resamples, 0))
+                return self._miou[key]
             w = stats_mod.resample_weights(self.counts.shape[0], self.key, resamples=resamples,
                                            seed=seed)  # fmt: skip
             self._miou[key] = stats_mod.cell_miou(self.counts, w)

@@ -275,3 +275,21 @@ def test_train_and_erf_on_another_dataset(tmp_path):
     make_ade20k(tmp_path / "ade", n=4)
     chosen = select_images(dataset="ade20k", data_root=tmp_path / "ade", num_images=2, seed=0)
     assert len(chosen) == 2 and all(p.suffix == ".jpg" for _, p in chosen)
+
+
+def test_a_natural_only_run_and_compare_over_other_natural_images(tmp_path):
+    from robustbench_seg.compare import compare
+
+    city = tmp_path / "cs"
+    make_fake_cityscapes(city, (1,))
+    make_acdc(tmp_path / "acdc", per_condition=2)
+    kw = dict(preprocessing=PRE, cityscapes_root=city, corruptions=None, clean=False, **FAST)
+    evaluate(_Tiny(), natural=[f"acdc:fog={tmp_path / 'acdc'}"], out=tmp_path / "a", **kw)
+    summary = pd.read_csv(tmp_path / "a" / "summary.csv")
+    assert summary["acdc:fog_lo"].iloc[0] <= summary["acdc:fog"].iloc[0]
+    evaluate(_Tiny(), natural=[f"acdc:fog={tmp_path / 'acdc'}"], out=tmp_path / "b", limit=1,
+             **{k: v for k, v in kw.items()})  # fmt: skip
+    with pytest.raises(RobustSegError, match="natural-shift cells acdc:fog on different images"):
+        compare(tmp_path / "a", tmp_path / "b")
+    same = compare(tmp_path / "a", tmp_path / "a")
+    assert list(same.figure) == ["acdc:fog"] and same.difference.iloc[0] == 0
