@@ -6,7 +6,9 @@ Same images, cells and settings for the three measurements:
     confusion matrix;
   * end-to-end: `robustbench_seg.evaluate` corrupting on the fly in DataLoader workers.
 Target on a 2-core CPU: end-to-end <= 1.1x (model-only + corruption-only). On a GPU: end-to-end
-throughput >= 90% of model-only (corruption hidden in the workers).
+throughput >= 90% of model-only (corruption hidden in the workers). The statistics evaluate
+keeps (per-image counts, calibration sums) are measured twice: model-only with and without them,
+and end-to-end with ``statistics=True`` against ``statistics=False``; target <= 1.05x on CPU.
 
 Run: .venv/bin/python benchmarks/bench_evaluate.py [--model b0] [--images 4] [--size 512x1024]
 """
@@ -30,6 +32,7 @@ from robustbench_seg.data.cityscapes import list_pairs, load_label
 from robustbench_seg.data.images import read_rgb
 from robustbench_seg.engine.evaluate import evaluate
 from robustbench_seg.engine.scoring import Segmenter
+from robustbench_seg.metrics import per_image_counts
 from robustbench_seg.models import load
 from robustbench_seg.runtime import resolve_device
 
@@ -69,6 +72,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument(
+        "--repeats", type=int, default=2, help="end-to-end runs with and without statistics"
+    )
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
     dev = resolve_device(args.device)
@@ -107,18 +113,37 @@ def main() -> None:
                 torch.cuda.synchronize()
             return conf
 
+        # model-only with the statistics evaluate keeps: per-image counts and calibration sums
+        def run_model_stats():
+            conf = torch.zeros(19, 19, dtype=torch.int64, device=dev)
+            with torch.inference_mode():
+                for img, lab in data:
+                    m = scorer.measure(img[None], torch.from_numpy(lab).to(dev)[None])
+                    conf += m.confusion.sum(0)
+                    per_image_counts(m.confusion.cpu().numpy())
+                    [t.cpu() for t in m.calibration]
+            return conf
+
         run_model()  # warm-up (allocator, kernels)
-        t0 = time.perf_counter()
-        run_model()
-        t_model = time.perf_counter() - t0
+        times = {"plain": [], "stats": []}
+        for _ in range(2):  # interleaved, best of two: the machine's load drifts
+            for name, fn in (("plain", run_model), ("stats", run_model_stats)):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        t_model, t_model_stats = min(times["plain"]), min(times["stats"])
 
         # end-to-end, on the fly
         corr = ",".join(c for c, _ in CELLS[1:])
-        t0 = time.perf_counter()
-        evaluate(loaded.module, preprocessing=loaded.preprocessing, cityscapes_root=root, corruptions=corr,
-                 severities="3", inference=args.inference, crop=1024, stride=768, batch_size=2,
-                 workers=args.workers, device=str(dev), precision=args.precision, progress=False)  # fmt: skip
-        t_e2e = time.perf_counter() - t0
+        e2e = {True: [], False: []}
+        for statistics in (False, True) * args.repeats:
+            t0 = time.perf_counter()
+            evaluate(loaded.module, preprocessing=loaded.preprocessing, cityscapes_root=root, corruptions=corr,
+                     severities="3", inference=args.inference, crop=1024, stride=768, batch_size=2,
+                     workers=args.workers, device=str(dev), precision=args.precision, progress=False,
+                     statistics=statistics)  # fmt: skip
+            e2e[statistics].append(time.perf_counter() - t0)
+        t_e2e, t_e2e_plain = min(e2e[True]), min(e2e[False])
 
     n = len(data)
     print(f"# evaluate overhead: {args.model}, {n} image-cells ({len(CELLS)} cells x {args.images} images), "
@@ -133,8 +158,16 @@ def main() -> None:
     print(f"| sum of the parts | {t_corrupt + t_model:.2f} | |")
     print(f"| end-to-end evaluate (on the fly) | {t_e2e:.2f} | {n / t_e2e:.2f} |")
     print(
+        f"| model-only with statistics (per-image counts, calibration) | {t_model_stats:.2f} | {n / t_model_stats:.2f} |"
+    )
+    print(f"| end-to-end without calibration sums | {t_e2e_plain:.2f} | {n / t_e2e_plain:.2f} |")
+    print(
         f"end-to-end / sum = {t_e2e / (t_corrupt + t_model):.2f} (CPU target <= 1.10); "
         f"end-to-end / model-only throughput = {t_model / t_e2e:.2f} (GPU target >= 0.90)"
+    )
+    print(
+        f"statistics cost: model-only {t_model_stats / t_model:.3f}x, end-to-end "
+        f"{t_e2e / t_e2e_plain:.3f}x (target <= 1.05)"
     )
 
 

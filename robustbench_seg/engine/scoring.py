@@ -89,27 +89,33 @@ def calibration_sums(logits: torch.Tensor, top: torch.Tensor, pred: torch.Tensor
         top, pred: Their maximum and its index over K.
         labels: ``(N, h, w)`` trainIds (255 or anything >= K: ignored).
         k: Number of classes.
+
+    Overwrites ``logits`` (with ``e``): no other full-size tensor is allocated.
     """
     valid = labels < k
     lab = torch.where(valid, labels, 0).long()[:, None]
-    e = torch.exp(logits - top[:, None])
+    logit_true = logits.gather(1, lab)[:, 0]
+    e = logits.sub_(top[:, None]).exp_()  # in place
     s = e.sum(1)
     conf = s.reciprocal()
     p_true = e.gather(1, lab)[:, 0] * conf
-    nll = torch.log(s) - (logits.gather(1, lab)[:, 0] - top)
-    brier = e.mul_(e).sum(1) * conf * conf - 2 * p_true + 1  # e squared in place
-    conf, nll, brier = conf[valid], nll[valid], brier[valid]
-    correct = (pred[valid] == labels[valid]).double()
-    slot = torch.bucketize(conf, _EDGES.to(conf.device), right=True) - 1
+    nll = torch.log(s) - (logit_true - top)
+    ev = e.reshape(e.shape[0], e.shape[1], -1)
+    squares = torch.einsum("nkp,nkp->np", ev, ev).reshape(s.shape)  # sum_k e_k^2, one pass
+    brier = squares * conf * conf - 2 * p_true + 1
+    # sums over the valid pixels without boolean indexing: an extra slot collects the rest
     n = metrics.CALIBRATION_SLOTS
-    count = torch.bincount(slot, minlength=n)
-    conf_sum = torch.zeros(n, dtype=torch.float64, device=conf.device).index_add_(
-        0, slot, conf.double()
-    )
-    correct_sum = torch.zeros(n, dtype=torch.float64, device=conf.device).index_add_(
-        0, slot, correct
-    )
-    return count, conf_sum, correct_sum.round().long(), nll.double().sum(), brier.double().sum()
+    slot = torch.bucketize(conf, _EDGES.to(conf.device), right=True) - 1
+    slot = torch.where(valid, slot, n).reshape(-1)
+    count = torch.bincount(slot, minlength=n + 1)[:n]
+    f64 = dict(dtype=torch.float64, device=conf.device)
+    conf_sum = torch.zeros(n + 1, **f64).index_add_(0, slot, conf.reshape(-1).double())[:n]
+    right = (pred == labels).reshape(-1).double()
+    correct_sum = torch.zeros(n + 1, **f64).index_add_(0, slot, right)[:n]
+    validf = valid.to(conf.dtype)
+    nll_sum = (nll * validf).sum(dtype=torch.float64)
+    brier_sum = (brier * validf).sum(dtype=torch.float64)
+    return count, conf_sum, correct_sum.round().long(), nll_sum, brier_sum
 
 
 class Segmenter:
@@ -199,11 +205,12 @@ class Segmenter:
             calibration: Also the calibration sums (from the softmax of the logits at label
                 resolution; sliding windows average their logits before it).
         """
-        logits = self.logits(images, labels.shape[-2:], what)
-        top, pred = logits.max(1)
-        k = self.num_classes
-        confusion = per_image_confusion(labels, pred, k)
-        cal = calibration_sums(logits, top, pred, labels, k) if calibration else None
+        with torch.inference_mode():  # the logits are inference tensors, reused in place
+            logits = self.logits(images, labels.shape[-2:], what)
+            top, pred = logits.max(1)
+            k = self.num_classes
+            confusion = per_image_confusion(labels, pred, k)
+            cal = calibration_sums(logits, top, pred, labels, k) if calibration else None
         return Measurement(confusion, pred, cal)
 
     def score(
