@@ -466,10 +466,11 @@ def test_two_gloo_processes_match_one_process(data_root, tmp_path):
         ("segformer-b0", dict(lr=6e-4, iters=40, batch_size=4, crop=(128, 256), eval_every=20)),
         # SGD at 10x the recipe lr, batch 2 (BatchNorm needs 2) of 64x128 crops: a DeepLabV3+
         # MobileNetV2 step on 128x256 takes 2-8 s on a loaded 2-core CPU (dilated depthwise
-        # convs); 1 s on these crops.
+        # convs); 1 s on these crops. 160 iterations: at 100 it stopped at 0.85 accuracy in an
+        # environment with one OpenCV wheel (issue 12), the photos resized a little differently.
         (
             "deeplabv3plus-mobilenetv2",
-            dict(lr=0.1, iters=100, batch_size=2, crop=(64, 128), eval_every=50),
+            dict(lr=0.1, iters=160, batch_size=2, crop=(64, 128), eval_every=80),
         ),
     ],
 )

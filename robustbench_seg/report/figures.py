@@ -244,8 +244,12 @@ def plot_natural(
         err = {}
         if ci:
             err = {
-                "xerr": [[x - rec["mPC_lo"]], [rec["mPC_hi"] - x]],
-                "yerr": [[y - rec["natural_mean_lo"]], [rec["natural_mean_hi"] - y]],
+                # a percentile interval need not contain the point (a small, lumpy sample)
+                "xerr": [[max(0.0, x - rec["mPC_lo"])], [max(0.0, rec["mPC_hi"] - x)]],
+                "yerr": [
+                    [max(0.0, y - rec["natural_mean_lo"])],
+                    [max(0.0, rec["natural_mean_hi"] - y)],
+                ],
             }
         ax.errorbar([x], [y], fmt="o", ms=6, capsize=3, lw=1.2, color=colors[rec["model"]],
                     label=rec["model"], **err)  # fmt: skip
