@@ -160,10 +160,13 @@ def test_demo_end_to_end_reduced(tmp_path):
 
     # Files: the synthetic images and their full Cityscapes-C, both runs, ERFs, the report.
     assert len(list((work / "synthetic-city" / "leftImg8bit" / "val").rglob("*.png"))) == 2
+    assert len(list((work / "synthetic-city" / "leftImg8bit_foggy" / "val").rglob("*.png"))) == 6
     assert len(list((work / "synthetic-city-c").rglob("*.png"))) == 2 * 72
     for _, run in DEMO_MODELS:
         cells = sorted(p.stem for p in (out / "runs" / run / "cells").glob("*.npz"))
-        assert len(cells) == 73 and "clean" in cells
+        # clean, the 72 variants, and the natural-shift-style fog at three densities
+        assert len(cells) == 76 and "clean" in cells
+        assert {f"foggy-cityscapes:fog-{k}" for k in (1, 2, 3)} <= set(cells)
     for rel in ("index.md", "index.html", "demo.json", "tables/table5.md", "tables/table5.tex",
                 "tables/table5.csv", "tables/table5.html", "tables/cd.csv", "tables/erf.csv",
                 "figures/severity_curves.png", "figures/severity_curves.pdf", "figures/erf.png",
@@ -172,7 +175,7 @@ def test_demo_end_to_end_reduced(tmp_path):
     index = (out / "index.md").read_text()
     assert index.startswith("# robustseg demo: 2 synthetic city images")
     for needle in ("Table 5", "figures/severity_curves.png", "figures/erf.png",
-                   "figures/qualitative.png"):  # fmt: skip
+                   "figures/qualitative.png", "Synthetic vs natural"):  # fmt: skip
         assert needle in index
 
     # Numbers: Table 5 equals the runs' results; the clean cell equals an independent
