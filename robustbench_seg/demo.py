@@ -202,7 +202,8 @@ def run_demo(
                 runs, out, baseline=runs[-1], reference="none",
                 qualitative=min(qualitative, images), cityscapes_root=city, erf=out / "erf",
                 title=f"robustseg demo: {images} synthetic city images under the Cityscapes-C "
-                "protocol", progress=progress, owned=True, ci=True,
+                "protocol and in depth-based fog (read as Foggy Cityscapes)", progress=progress,
+                owned=True, ci=True,
             )  # fmt: skip
         timings["total"] = time.perf_counter() - start
         say(f"report ({timings['report']:.1f} s)")

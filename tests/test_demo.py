@@ -173,7 +173,9 @@ def test_demo_end_to_end_reduced(tmp_path):
                 "figures/erf.pdf", "figures/qualitative.png", "erf/erf_maps.npz"):  # fmt: skip
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
     index = (out / "index.md").read_text()
-    assert index.startswith("# robustseg demo: 2 synthetic city images")
+    assert index.startswith(
+        "# robustseg demo: 2 synthetic city images under the Cityscapes-C protocol and in depth-based fog"
+    )
     for needle in ("Table 5", "figures/severity_curves.png", "figures/erf.png",
                    "figures/qualitative.png", "Synthetic vs natural"):  # fmt: skip
         assert needle in index
