@@ -88,7 +88,7 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"demo failed (exit {proc.returncode}):\n{stdout}")
         largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-        steps = json.loads((out / "demo.json").read_text())["timings_s"]
+        steps = json.loads((out / "timing.json").read_text())["timings_s"]
 
     print(f"# robustseg demo, {args.images} images at {args.size}, {os.cpu_count()} cores "
           f"({platform.processor() or platform.machine()}), "
