@@ -56,7 +56,9 @@ def make_dataset(root: Path, n: int, h: int, w: int) -> None:
 def make_tree(tree: Path, root: Path, pairs, variants) -> None:
     """A tree's metadata with the sources' sha256 and an empty file for every variant (only
     their presence is checked)."""
-    sources = {p.image.rel_path: hashlib.sha256(p.image.path.read_bytes()).hexdigest() for p in pairs}
+    sources = {
+        p.image.rel_path: hashlib.sha256(p.image.path.read_bytes()).hexdigest() for p in pairs
+    }
     meta = {"dataset": "cityscapes-c", "split": "val", "pixels": PIXELS, "sources": sources,
             "cityscapes_root": str(root)}  # fmt: skip
     tree.mkdir(parents=True)
@@ -99,7 +101,9 @@ def main() -> None:
               f"{datetime.now(timezone.utc):%Y-%m-%d}")  # fmt: skip
         print(f"{len(pairs)} images at {w}x{h}, {len(variants)} variants each")
         print(f"check_pairs (PNG chunks + label decode): {t_pairs:.2f} s")
-        print(f"check_tree (source sha256 + {len(pairs) * len(variants)} files present): {t_tree:.2f} s")
+        print(
+            f"check_tree (source sha256 + {len(pairs) * len(variants)} files present): {t_tree:.2f} s"
+        )
         print(f"reference, one decode of every image and label: {reference:.2f} s")
         print(f"checks / reference: {checks / reference:.2f}x "
               f"(= {checks / reference / 73:.3f} of the input side of a 73-cell study)")  # fmt: skip

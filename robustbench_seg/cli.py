@@ -474,7 +474,13 @@ def make_synthetic_city_cmd(out, n_train, n_val, size, seed, workers, fog) -> No
     from robustbench_seg.data.synthetic import make_synthetic_city
 
     summary = make_synthetic_city(
-        out, train=n_train, val=n_val, size=size, seed=seed, workers=workers, progress=_progress(),
+        out,
+        train=n_train,
+        val=n_val,
+        size=size,
+        seed=seed,
+        workers=workers,
+        progress=_progress(),
         fog=fog,
     )
     click.echo(summary.line())

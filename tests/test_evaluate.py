@@ -102,7 +102,9 @@ def test_run_directory_and_numbers(city, tmp_path, b0_weights):
     assert abs(res[res.cell == "clean"]["miou"].iloc[0] - mean_iou(conf)) < 1e-12
     summ = pd.read_csv(out / "summary.csv")
     figures = ["clean", "gaussian_noise", "fog", "mPC", "rPC"]
-    assert list(summ.columns) == ["model"] + [f"{f}{e}" for f in figures for e in ("", "_lo", "_hi")]
+    assert list(summ.columns) == ["model"] + [
+        f"{f}{e}" for f in figures for e in ("", "_lo", "_hi")
+    ]
     for f in figures:  # each figure inside its 95% interval
         assert summ[f"{f}_lo"].iloc[0] <= summ[f].iloc[0] <= summ[f"{f}_hi"].iloc[0]
     per_image = pd.read_csv(out / "per_image.csv")
@@ -194,11 +196,17 @@ def test_torchrun_two_ranks_equal_one(city, tmp_path, b0_weights):
         ):
             assert np.array_equal(a["confusion"], b["confusion"]) and int(b["images"]) == 5
             # per-image rows gathered into the split's order; calibration sums over ranks
-            assert np.array_equal(a["per_image"], b["per_image"]) and b["per_image"].shape == (5, 19, 3)
+            assert np.array_equal(a["per_image"], b["per_image"]) and b["per_image"].shape == (
+                5,
+                19,
+                3,
+            )
             assert np.array_equal(a["cal_count"], b["cal_count"])
             np.testing.assert_allclose(a["cal_sums"], b["cal_sums"], rtol=1e-9)
     assert json.loads((two / "run.json").read_text())["settings"]["world_size"] == 2
-    pd.testing.assert_frame_equal(pd.read_csv(one / "per_image.csv"), pd.read_csv(two / "per_image.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(one / "per_image.csv"), pd.read_csv(two / "per_image.csv")
+    )
 
 
 CUSTOM = """
@@ -446,7 +454,9 @@ def test_no_silent_wrong_number(city, tmp_path):
     r = CliRunner().invoke(cli, ["evaluate", "--model", "b0", "--weights", "none", "--cityscapes-root", str(city),
                                  "--crop", "32", "--stride", "48", "--workers", "0", "--out", str(tmp_path / "s")])  # fmt: skip
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
-    assert "--stride 48x48 is larger than --crop 32x32" in r.output and not (tmp_path / "s").exists()
+    assert (
+        "--stride 48x48 is larger than --crop 32x32" in r.output and not (tmp_path / "s").exists()
+    )
     # NaN logits stop the run, naming the cell and the image; no cell is written from them
     with pytest.raises(
         RobustSegError, match=r"non-finite logits \(NaN or inf\) for clean, aachen/"

@@ -326,8 +326,10 @@ def test_user_errors_are_one_clear_line(data_root, tmp_path):
     make_fake_cityscapes(empty, (1,), split="val", size=(64, 128))
     cases = [
         (dict(cityscapes_root=empty), "no usable training split"),
-        (dict(cityscapes_root=data_root, crop=(64, 512)),
-         r"crop 512x64 cannot fit: 128x64 training images are at most 160x80 .*scale 128x64"),
+        (
+            dict(cityscapes_root=data_root, crop=(64, 512)),
+            r"crop 512x64 cannot fit: 128x64 training images are at most 160x80 .*scale 128x64",
+        ),
         (dict(cityscapes_root=data_root, resume=True), "--resume: no checkpoint.pt"),
         (dict(cityscapes_root=data_root, batch_size=3, accumulate=2), "not divisible"),
         (dict(cityscapes_root=data_root, precision="fp16"), "fp16 autocast needs a GPU"),

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from robustbench_seg.data.pairs import IGNORE_INDEX, ImageEntry, Pair, check_pairs, load_label
+from robustbench_seg.data.pairs import (
+    IGNORE_INDEX,
+    ImageEntry,
+    Pair,
+    check_pairs,
+    cityscapes_style_pair,
+    load_label,
+)
 from robustbench_seg.errors import RobustSegError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -129,14 +136,8 @@ def list_pairs(root: str | os.PathLike | None, split: str = "val") -> list[Pair]
     for image in list_images(root, split):
         city, stem = image.image_id.split("/", 1)
         base = root / "gtFine" / split / city / stem
-        train = Path(f"{base}_gtFine_labelTrainIds.png")
-        ids = Path(f"{base}_gtFine_labelIds.png")
-        if train.is_file():
-            pairs.append(Pair(image, train, f"trainIds:{NUM_CLASSES}"))
-        elif ids.is_file():
-            pairs.append(Pair(image, ids, "cityscapes-labelIds"))
-        else:
-            raise RobustSegError(f"image {image.rel_path} has no label: expected {ids}")
+        pairs.append(cityscapes_style_pair(image, Path(f"{base}_gtFine_labelTrainIds.png"),
+                                           Path(f"{base}_gtFine_labelIds.png")))  # fmt: skip
     return pairs
 
 

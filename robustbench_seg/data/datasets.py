@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustbench_seg.data import cityscapes as cs
-from robustbench_seg.data.pairs import IGNORE_INDEX, ImageEntry, Pair, scan
+from robustbench_seg.data.pairs import IGNORE_INDEX, ImageEntry, Pair, cityscapes_style_pair, scan
 from robustbench_seg.errors import RobustSegError
 
 __all__ = [
@@ -134,13 +134,8 @@ def _gtfine_pair(root: Path, split: str, image: ImageEntry) -> Pair:
     """The Cityscapes ``gtFine`` label of an image id ``<city>/<stem>``."""
     city, stem = image.image_id.split("/", 1)
     base = root / "gtFine" / split / city / stem
-    train = Path(f"{base}_gtFine_labelTrainIds.png")
-    if train.is_file():
-        return Pair(image, train, f"trainIds:{cs.NUM_CLASSES}")
-    ids = Path(f"{base}_gtFine_labelIds.png")
-    if ids.is_file():
-        return Pair(image, ids, "cityscapes-labelIds")
-    raise RobustSegError(f"image {image.rel_path} has no label: expected {ids}")
+    return cityscapes_style_pair(image, Path(f"{base}_gtFine_labelTrainIds.png"),
+                                 Path(f"{base}_gtFine_labelIds.png"))  # fmt: skip
 
 
 FOGGY_BETAS = {"fog-1": "0.005", "fog-2": "0.01", "fog-3": "0.02"}
@@ -174,13 +169,8 @@ def _rgb_anon(root: Path, image_dir: Path, label_dir: Path, id_prefix: str) -> l
         image = ImageEntry(f"{id_prefix}{rel.parent.as_posix()}/{stem}", path,
                            path.relative_to(root).as_posix())  # fmt: skip
         base = label_dir / rel.parent / stem
-        train, ids = Path(f"{base}_gt_labelTrainIds.png"), Path(f"{base}_gt_labelIds.png")
-        if train.is_file():
-            pairs.append(Pair(image, train, f"trainIds:{cs.NUM_CLASSES}"))
-        elif ids.is_file():
-            pairs.append(Pair(image, ids, "cityscapes-labelIds"))
-        else:
-            raise RobustSegError(f"image {image.rel_path} has no label: expected {train}")
+        pairs.append(cityscapes_style_pair(image, Path(f"{base}_gt_labelTrainIds.png"),
+                                           Path(f"{base}_gt_labelIds.png")))  # fmt: skip
     return pairs
 
 

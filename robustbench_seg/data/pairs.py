@@ -19,7 +19,10 @@ import numpy as np
 from robustbench_seg.data.images import file_shape, read_label
 from robustbench_seg.errors import RobustSegError
 
-__all__ = ["IGNORE_INDEX", "ImageEntry", "Pair", "check_pairs", "label_lut", "load_label"]
+__all__ = [
+    "IGNORE_INDEX", "ImageEntry", "Pair", "check_pairs", "cityscapes_style_pair", "label_lut",
+    "load_label",
+]  # fmt: skip
 
 IGNORE_INDEX = 255
 INVALID = -1
@@ -154,6 +157,21 @@ def check_pairs(pairs: Sequence[Pair], *, progress: bool = False) -> list[tuple[
             shapes.append(shape)
             bar.update()
     return shapes
+
+
+def cityscapes_style_pair(image: ImageEntry, train_ids: Path, label_ids: Path) -> Pair:
+    """The pair of ``image`` with its ``*_labelTrainIds.png`` if there is one, else its
+    ``*_labelIds.png`` (Cityscapes' label ids); the layout Cityscapes, ACDC and Dark Zurich
+    share.
+
+    Raises:
+        RobustSegError: Neither file exists.
+    """
+    if train_ids.is_file():
+        return Pair(image, train_ids, "trainIds:19")
+    if label_ids.is_file():
+        return Pair(image, label_ids, "cityscapes-labelIds")
+    raise RobustSegError(f"image {image.rel_path} has no label: expected {label_ids}")
 
 
 def images_sha256(pairs: Sequence[Pair] | Sequence[ImageEntry]) -> str:
