@@ -262,6 +262,7 @@ CASES = [
     Case("make-corrupted: folder without classes.txt", with_path(lambda t: ((t / "f" / "images").mkdir(parents=True), (t / "f" / "labels").mkdir(), t / "f")[2], "make-corrupted", "--dataset", "folder", "--data-root", "{path}", "--out", "{tmp}/o"), 2, "classes.txt"),
     Case("make-corrupted: a folder dataset without its layout", cmd("make-corrupted", "--dataset", "folder", "--data-root", "{city}", "--corruptions", "fog", "--severities", "1", "--out", "{tree}"), 2, "images/ and labels/"),
     Case("evaluate: unknown dataset", ev("--dataset", "kitti", "--out", "{tmp}/o"), 2, "unknown dataset 'kitti'"),
+    Case("evaluate: --weights with an hf:// model", cmd("evaluate", "-m", "hf://org/name", "--weights", "none", "--cityscapes-root", "{city}", "--out", "{tmp}/o"), 2, "brings its own weights"),
     Case("evaluate: both roots", ev("--data-root", "{city}", "--out", "{tmp}/o"), 2, "not both"),
     Case("evaluate: a natural set as the dataset", cmd(*EV, "--dataset", "acdc", "--data-root", "{tmp}", "--out", "{tmp}/o"), 2, "is a natural-shift set"),
     Case("evaluate: natural set without conditions", ev("--natural", "ade20k={tmp}", "--out", "{tmp}/o"), 2, "no natural-shift conditions"),

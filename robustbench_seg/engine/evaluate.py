@@ -252,6 +252,11 @@ def evaluate(
         The tidy results (pandas DataFrame, one row per cell and class).
     """
     t_start = datetime.now(timezone.utc)
+    if isinstance(model, str) and model.startswith("hf://") and weights != "default":
+        raise RobustSegError(
+            f"--weights {weights or 'none'} does not apply: {model} brings its own weights "
+            "(pick them with @REVISION); drop --weights"
+        )
     if isinstance(model, str) and not is_custom_spec(model) and not model.startswith("hf://"):
         get_model_entry(model)  # an unknown name fails before anything else is looked at
     dev = runtime.resolve_device(device)
