@@ -5,6 +5,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+# Grey level -> [0, 1], as imagecorruptions computes it: ``x / 255.`` in float64, and the
+# float32 image where it uses one (``np.float32`` levels / 255 round to the same values).
+UNIT = np.arange(256, dtype=np.float64) / 255.0
+UNIT32 = UNIT.astype(np.float32)
+UNIT.setflags(write=False)
+UNIT32.setflags(write=False)
+
 
 def clip_truncate(x: np.ndarray, unit: bool = False) -> np.ndarray:
     """``np.uint8(np.clip(x, 0, 255))``: clip, then truncate, as imagecorruptions ends.

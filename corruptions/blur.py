@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from numba import njit
 
-from corruptions._util import clip_truncate, paired_random_state
+from corruptions._util import UNIT, UNIT32, clip_truncate, paired_random_state
 
 # ---------------------------------------------------------------------------------------------
 # Helpers (also used by corruptions.weather)
@@ -154,10 +154,6 @@ def gaussian_filter(
     return out.reshape(x.shape)
 
 
-_UNIT = np.arange(256, dtype=np.float64) / 255.0  # grey level -> [0, 1], as x / 255.
-_UNIT32 = _UNIT.astype(np.float32)  # as (x / 255.).astype(np.float32)
-
-
 @njit(cache=True, nogil=True)
 def _gaussian_uint8(img, unit, w, ch, out):  # pragma: no cover - numba
     # out = uint8(clip(G(unit[img]), 0, 1) * 255) with G scipy's Gaussian (mode nearest), fused:
@@ -220,7 +216,7 @@ def gaussian_blur_uint8(image: np.ndarray, sigma: float) -> np.ndarray:
     h, w, ch = image.shape
     out = np.empty((h, w * ch), np.uint8)
     src = np.ascontiguousarray(image).reshape(h, w * ch)
-    _gaussian_uint8(src, _UNIT, gaussian_kernel_1d(sigma), ch, out)
+    _gaussian_uint8(src, UNIT, gaussian_kernel_1d(sigma), ch, out)
     return out.reshape(image.shape)
 
 
@@ -620,7 +616,7 @@ def defocus_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> 
         uint8 HxWx3 image.
     """
     kernel = disk_kernel(*DEFOCUS_BLUR[severity - 1])
-    return clip_truncate(cv2.filter2D(_UNIT[image], -1, kernel), unit=True)
+    return clip_truncate(cv2.filter2D(UNIT[image], -1, kernel), unit=True)
 
 
 # imagecorruptions `motion_blur`: (radius, sigma); the angle is uniform in [-45, 45).
@@ -665,7 +661,7 @@ def zoom_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.
         uint8 HxWx3 image.
     """
     factors = ZOOM_BLUR[severity - 1]
-    x = _UNIT32[image]  # (image / 255.).astype(np.float32), as the reference
+    x = UNIT32[image]  # (image / 255.).astype(np.float32), as the reference
     out = np.zeros_like(x)
     for z in factors:  # out += clipped_zoom(x, z)[:H, :W], in float32
         rows, cols = _zoom_plan(x.shape, z, x.shape[:2])

@@ -9,7 +9,7 @@ import numba
 import numpy as np
 from PIL import Image
 
-from corruptions._util import paired_random_state
+from corruptions._util import UNIT, UNIT32, paired_random_state
 from corruptions.blur import gaussian_filter
 
 
@@ -68,13 +68,10 @@ def _hsv_kernel(img, unit, s_mul, s_add, v_add, out):  # pragma: no cover - comp
         out[i, 2] = np.uint8(min(max(b, 0.0), 1.0) * 255.0)
 
 
-_UNIT = np.arange(256, dtype=np.float64) / 255.0  # grey level -> [0, 1], as x / 255.
-
-
 def _hsv_adjust(image: np.ndarray, s_mul: float, s_add: float, v_add: float) -> np.ndarray:
     flat = image.reshape(-1, 3)
     out = np.empty_like(flat)
-    _hsv_kernel(flat, _UNIT, float(s_mul), float(s_add), float(v_add), out)
+    _hsv_kernel(flat, UNIT, float(s_mul), float(s_add), float(v_add), out)
     return out.reshape(image.shape)
 
 
@@ -259,9 +256,6 @@ def _warp_kernel(img, unit32, dx, dy, out):  # pragma: no cover - compiled
                 out[i, j, ch] = np.uint8(v)
 
 
-_UNIT_F32 = np.arange(256, dtype=np.float32) / np.float32(255)  # float32 image / 255.
-
-
 def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Elastic deformation: a Gaussian-smoothed uniform displacement field, bilinear warp.
 
@@ -291,5 +285,5 @@ def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator
         smooth = gaussian_filter(noise, sigma, "reflect", ELASTIC_TRUNCATE)
         fields.append((smooth * alpha).astype(np.float32))
     out = np.empty_like(image)
-    _warp_kernel(np.ascontiguousarray(image), _UNIT_F32, fields[0], fields[1], out)
+    _warp_kernel(np.ascontiguousarray(image), UNIT32, fields[0], fields[1], out)
     return out

@@ -9,7 +9,7 @@ import cv2
 import numba
 import numpy as np
 
-from corruptions._util import paired_random_state
+from corruptions._util import UNIT, UNIT32, paired_random_state
 from corruptions.blur import clipped_zoom, gaussian_filter, motion_blur_kernel_apply
 
 # ----------------------------------------------------------------------------------------------
@@ -50,15 +50,11 @@ def snow(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     layer = motion_blur_kernel_apply(layer, radius, sigma, rs.uniform(-135, -45))
     # the reference rounds the layer to 1/255 steps, then crops it to the image
     flakes = np.ascontiguousarray(np.round(layer * 255).astype(np.uint8)[:h, :w])
-    x = _UNIT_F32[image]  # np.array(image, dtype=np.float32) / 255.
+    x = UNIT32[image]  # np.array(image, dtype=np.float32) / 255.
     gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
     out = np.empty_like(image)
-    _snow_blend(x, gray, flakes, _UNIT, np.float32(weight), np.float32(1 - weight), out)
+    _snow_blend(x, gray, flakes, UNIT, np.float32(weight), np.float32(1 - weight), out)
     return out
-
-
-_UNIT = np.arange(256, dtype=np.float64) / 255.0  # k -> k / 255.
-_UNIT_F32 = np.arange(256, dtype=np.float32) / np.float32(255)  # float32 image / 255.
 
 
 @numba.njit(cache=True, nogil=True)
@@ -303,7 +299,7 @@ def fog(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     layer = np.ascontiguousarray(np.float32(strength) * fractal[:h, :w])
     peak = float(image.max()) / 255.0  # x.max() of x = image / 255.
     out = np.empty_like(image)
-    _fog_blend(image, layer, _UNIT, peak, peak + strength, out)
+    _fog_blend(image, layer, UNIT, peak, peak + strength, out)
     return out
 
 
@@ -373,11 +369,11 @@ def spatter(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
             return out
         m /= peak
         m *= np.float32(strength)
-        _water(image, m, _UNIT_F32, _WATER_RGB, out)
+        _water(image, m, UNIT32, _WATER_RGB, out)
         return out
     m = gaussian_filter((liquid > thresh).astype(np.float32), strength)  # float32, as skimage
     m[m < 0.8] = 0
-    _mud(image, m, _UNIT_F32, _MUD_RGB, out)
+    _mud(image, m, UNIT32, _MUD_RGB, out)
     return out
 
 

@@ -687,7 +687,7 @@ def erf_cmd(models, weights, cityscapes_root, dataset, data_root, split, images_
     click.echo(result.line())
 
 
-def _recipe(field: str, segformer, deeplab) -> str:
+def _recipe(segformer, deeplab) -> str:
     """'Default: the recipe's (SegFormer X, DeepLabV3+ Y)'; tests check the numbers against
     robustbench_seg.engine.recipes.RECIPES (importing it here would load torch for --help)."""
     if segformer == deeplab:
@@ -709,7 +709,7 @@ TRAIN_DEFAULTS = {
 
 
 def _r(field: str, text: str) -> str:
-    return f"{text} {_recipe(field, *TRAIN_DEFAULTS[field])}"
+    return f"{text} {_recipe(*TRAIN_DEFAULTS[field])}"
 
 
 def _ratio_range(value: str | None):

@@ -58,17 +58,12 @@ def confusion_matrix_torch(
 
 def iou_per_class(conf: np.ndarray) -> np.ndarray:
     """IoU of each class; NaN where the union (TP + FP + FN) is zero."""
-    conf = np.asarray(conf, dtype=np.float64)
-    tp = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / union, np.nan)
+    return iou_from_counts(per_image_counts(np.asarray(conf)[None])[0])
 
 
 def mean_iou(conf: np.ndarray) -> float:
     """Mean IoU over the classes whose union is non-zero (NaN if none)."""
-    iou = iou_per_class(conf)
-    return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
+    return float(miou_from_counts(per_image_counts(np.asarray(conf)[None])[0]))
 
 
 def pixel_accuracy(conf: np.ndarray) -> float:

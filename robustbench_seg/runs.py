@@ -77,17 +77,21 @@ def is_natural(cell: str) -> bool:
     return ":" in cell
 
 
+def _natural_parts(cell: str) -> tuple[str, int]:
+    """``foggy-cityscapes:fog-2`` -> (``foggy-cityscapes:fog``, 2); ``acdc:fog`` -> (itself, 0)."""
+    head, sep, last = cell.rpartition("-")
+    return (head, int(last)) if sep and last.isdigit() and ":" in head else (cell, 0)
+
+
 def natural_figure(cell: str) -> str:
     """The figure a natural cell counts towards: itself, or for a set with densities
     (``foggy-cityscapes:fog-2``) the condition (``foggy-cityscapes:fog``)."""
-    head, sep, last = cell.rpartition("-")
-    return head if sep and last.isdigit() and ":" in head else cell
+    return _natural_parts(cell)[0]
 
 
 def natural_severity(cell: str) -> int:
     """``foggy-cityscapes:fog-2`` -> 2; a condition without densities -> 0."""
-    head, sep, last = cell.rpartition("-")
-    return int(last) if sep and last.isdigit() and ":" in head else 0
+    return _natural_parts(cell)[1]
 
 
 RESULTS_COLUMNS = ("model", "cell", "corruption", "category", "severity", "class", "iou", "miou")
@@ -293,7 +297,7 @@ def results_frame(
 def summary_frame(results, figures: Mapping[str, tuple[float, float, float]] | None = None) -> Any:
     """The Table 5 row(s) from tidy results: clean mIoU, each corruption's mean over its
     severities, mPC and rPC, all in percent; with ``figures`` (name -> point, lo, hi, as
-    ``run_figures`` gives) each figure ``X`` also has ``X_lo`` and ``X_hi``."""
+    ``RunStatistics.figures`` gives) each figure ``X`` also has ``X_lo`` and ``X_hi``."""
     import pandas as pd
 
     out = []

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from robustbench_seg.errors import RobustSegError
 
-__all__ = ["format_size", "parse_size", "size_value"]
+__all__ = ["format_size", "hw", "parse_size", "size_value"]
 
 
 def parse_size(text: str, *, option: str = "size") -> tuple[int, int]:
@@ -26,6 +26,14 @@ def parse_size(text: str, *, option: str = "size") -> tuple[int, int]:
         )
     w, h = (nums[0], nums[0]) if len(nums) == 1 else nums
     return h, w
+
+
+def hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """One int (a square) or ``(h, w)`` -> ``(h, w)`` as ints."""
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
 
 
 def format_size(size: int | Sequence[int]) -> str:

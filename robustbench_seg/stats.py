@@ -20,6 +20,7 @@ Python where a single matrix product serves all cells. The percentile interval i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 
@@ -42,6 +43,7 @@ DEFAULT_RESAMPLES = 1000
 LEVEL = 0.95
 
 
+@functools.lru_cache(maxsize=8)  # 1001 x 500 float64: 4 MB each
 def resample_weights(n: int, key: str, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                      include_full: bool = True) -> np.ndarray:  # fmt: skip
     """Bootstrap weights over ``n`` images: ``(1 + resamples, n)`` float64, row 0 all ones
@@ -53,12 +55,17 @@ def resample_weights(n: int, key: str, *, resamples: int = DEFAULT_RESAMPLES, se
             resamples, so runs over the same images are paired.
         resamples: B.
         seed: Seed of the draws.
+
+    Returns:
+        The weights, read-only and cached (every cell and run over the same images reuses
+        them).
     """
     digest = int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)
     rng = np.random.default_rng(np.random.SeedSequence([seed, digest, n]))
     draws = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
     if include_full:
         draws = np.concatenate([np.ones((1, n)), draws])
+    draws.setflags(write=False)  # cached: the cells of a run and the runs over its images share it
     return draws
 
 

@@ -312,7 +312,7 @@ def select_images(
         from robustbench_seg.data.datasets import get_dataset
 
         data = get_dataset(dataset)
-        root = data_root if data_root is not None else cityscapes_root
+        root = data.root_from_options(data_root, cityscapes_root)
         condition = data.conditions[0] if data.conditions else None  # a natural set: its first
         items = [(im.image_id, im.path) for im in data.images(root, split, condition)]
     rng = np.random.default_rng(seed)

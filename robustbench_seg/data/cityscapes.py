@@ -23,11 +23,6 @@ IMAGE_SUFFIX = "_leftImg8bit.png"
 SPLITS = ("train", "val", "test")
 
 
-# The generic pair types (any dataset); the Cityscapes names stay for existing code.
-CityscapesImage = ImageEntry
-CityscapesPair = Pair
-
-
 def resolve_root(
     root: str | os.PathLike | None,
     *,
@@ -102,7 +97,6 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
     (0, 80, 100), (0, 0, 230), (119, 11, 32),
 )  # fmt: skip
-MAX_LABEL_ID = max(lid for _, lid, _ in LABELS)
 
 
 def label_id_to_train_id_lut() -> np.ndarray:
@@ -125,6 +119,15 @@ def train_id_to_label_id_lut() -> np.ndarray:
 # ----------------------------------------------------------------------------- pairs
 
 
+def gtfine_pair(root: Path, split: str, image: ImageEntry) -> Pair:
+    """An image id ``<city>/<stem>`` with its ``gtFine`` label (``labelTrainIds``, else
+    ``labelIds``): Cityscapes' and Foggy Cityscapes' labels."""
+    city, stem = image.image_id.split("/", 1)
+    base = root / "gtFine" / split / city / stem
+    return cityscapes_style_pair(image, Path(f"{base}_gtFine_labelTrainIds.png"),
+                                 Path(f"{base}_gtFine_labelIds.png"))  # fmt: skip
+
+
 def list_pairs(root: str | os.PathLike | None, split: str = "val") -> list[Pair]:
     """Images of a split with their ``gtFine`` labels.
 
@@ -132,16 +135,9 @@ def list_pairs(root: str | os.PathLike | None, split: str = "val") -> list[Pair]
         RobustSegError: no dataset, an empty split, or an image without its label.
     """
     root = resolve_root(root)
-    pairs = []
-    for image in list_images(root, split):
-        city, stem = image.image_id.split("/", 1)
-        base = root / "gtFine" / split / city / stem
-        pairs.append(cityscapes_style_pair(image, Path(f"{base}_gtFine_labelTrainIds.png"),
-                                           Path(f"{base}_gtFine_labelIds.png")))  # fmt: skip
-    return pairs
+    return [gtfine_pair(root, split, image) for image in list_images(root, split)]
 
 
 __all__ = [
-    "CLASS_NAMES", "IGNORE_INDEX", "LABELS", "NUM_CLASSES", "PALETTE", "CityscapesImage",
-    "CityscapesPair", "check_pairs", "list_images", "list_pairs", "load_label", "resolve_root",
+    "CLASS_NAMES", "IGNORE_INDEX", "LABELS", "NUM_CLASSES", "PALETTE", "check_pairs", "list_images", "list_pairs", "load_label", "resolve_root",
 ]  # fmt: skip

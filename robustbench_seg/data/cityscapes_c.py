@@ -11,7 +11,6 @@ bytes whatever the worker count, order or interruptions.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -27,9 +26,9 @@ from corruptions import corrupt, make_protocol
 from corruptions.protocol import Protocol, variant_seed_sequence
 from corruptions.registry import BACKENDS
 from robustbench_seg.data.datasets import get_dataset
-from robustbench_seg.data.images import file_shape, read_rgb
+from robustbench_seg.data.images import check_image_file, read_rgb
 from robustbench_seg.data.pairs import ImageEntry, load_label
-from robustbench_seg.data.png import PNG_SIGNATURE, check_png_bytes, write_png_atomic
+from robustbench_seg.data.png import write_png_atomic
 from robustbench_seg.errors import RobustSegError, SystemFailure, error_line
 from robustbench_seg.io import (
     atomic_path,
@@ -202,13 +201,7 @@ def _check_metadata(out: Path, seed: int, backend: str, split: str,
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError):
         raise RobustSegError(f"{meta_path} is unreadable; use a new --out") from None
-    _check_arithmetic(meta, out)
-    made_from = meta.get("source_dataset", "cityscapes")
-    if made_from != dataset:
-        raise RobustSegError(
-            f"{out} holds a corrupted {made_from}, not {dataset}; use a new --out (nothing was "
-            "changed)"
-        )
+    _check_origin(meta, out, dataset, "use a new --out (nothing was changed)")
     for key, value in (("seed", seed), ("backend", backend), ("split", split)):
         if meta.get(key) != value:
             raise RobustSegError(
@@ -216,6 +209,15 @@ def _check_metadata(out: Path, seed: int, backend: str, split: str,
                 "use a new --out (nothing was changed)"
             )
     return meta
+
+
+def _check_origin(meta: dict, tree: Path, dataset: str, hint: str) -> None:
+    """Refuses a tree made with the rounding arithmetic, or from another dataset (``hint``
+    says what to do)."""
+    _check_arithmetic(meta, tree)
+    made_from = meta.get("source_dataset", "cityscapes")
+    if made_from != dataset:
+        raise RobustSegError(f"{tree} is a corrupted {made_from}, not {dataset}; {hint}")
 
 
 def _check_arithmetic(meta: dict, tree: Path) -> None:
@@ -352,12 +354,8 @@ def generate_cityscapes_c(
     bar = Progress(len(images), "checking inputs", unit="img", enabled=progress, summary=False)
     for image in images:
         try:
-            raw = image.path.read_bytes()
-            if raw.startswith(PNG_SIGNATURE):
-                shapes.append(check_png_bytes(raw, image.path))
-            else:  # JPEG (ADE20K, folders): its header; read_rgb decodes it
-                shapes.append(file_shape(image.path))
-            sources[image.rel_path] = hashlib.sha256(raw).hexdigest()
+            shape, sources[image.rel_path] = check_image_file(image.path, digest=True)
+            shapes.append(shape)
         except (RobustSegError, OSError) as exc:
             if not skip_bad:
                 if isinstance(exc, OSError):
@@ -560,22 +558,20 @@ def check_tree(
     root: Path,
     progress: bool = False,
     dataset: str = "cityscapes",
+    digests: dict[str, str] | None = None,
 ) -> dict:
     """Checks a Cityscapes-C tree before any work: made with imagecorruptions' arithmetic, of
     ``split``, from these very images (each source file's sha256 against ``metadata.json``),
     and holding every variant of ``variants`` for every pair. Returns its metadata.
+    ``digests`` (relative path -> sha256, as ``check_pairs`` fills it) spares reading the
+    images again.
 
     Raises:
         RobustSegError: The first mismatch or missing file, with what to do.
     """
     tree = Path(cityscapes_c)
     meta = tree_settings(tree)
-    _check_arithmetic(meta, tree)
-    if meta.get("source_dataset", "cityscapes") != dataset:
-        raise RobustSegError(
-            f"{tree} is a corrupted {meta.get('source_dataset')}, not {dataset}; pass the tree "
-            "made from this dataset"
-        )
+    _check_origin(meta, tree, dataset, "pass the tree made from this dataset")
     if meta.get("split") != split:
         raise RobustSegError(f"{tree} was made from the {meta.get('split')!r} split, not {split!r}")
     made_from = meta.get("sources") or {}
@@ -589,11 +585,8 @@ def check_tree(
             rel = pair.image.rel_path
             if rel not in made_from:
                 raise RobustSegError(f"{tree} does not cover {rel}; {resume}, or use --limit")
-            if sha256_file(pair.image.path) != made_from[rel]:
-                raise RobustSegError(
-                    f"{tree} was made from another {rel} than {pair.image.path} (it was made "
-                    f"from {meta.get('cityscapes_root')}); use that dataset, or make a new tree"
-                )
+            sha = digests[rel] if digests and rel in digests else sha256_file(pair.image.path)
+            _check_sources(meta, {rel: sha}, tree, root)
             for corruption, severity in variants:
                 path = variant_path(tree, corruption, severity, pair.image)
                 if not path.is_file():

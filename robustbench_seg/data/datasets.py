@@ -65,6 +65,24 @@ class Dataset:
         """The dataset's root folder (``root``, else ``$env``)."""
         return cs.resolve_root(root, env=self.env, what=self.title, option=option)
 
+    def root_from_options(self, data_root: str | os.PathLike | None,
+                          cityscapes_root: str | os.PathLike | None = None) -> Path:  # fmt: skip
+        """The root a command was given: ``--data-root``, or for Cityscapes ``--cityscapes-root``
+        (one of them), else ``$env``.
+
+        Raises:
+            RobustSegError: Both given, ``--cityscapes-root`` for another dataset, no root.
+        """
+        if data_root is not None and cityscapes_root is not None:
+            raise RobustSegError("pass either --cityscapes-root or --data-root, not both")
+        if cityscapes_root is not None and self.name != "cityscapes":
+            raise RobustSegError(
+                f"--cityscapes-root is Cityscapes' root; use --data-root for {self.name}"
+            )
+        if data_root is not None or self.name != "cityscapes":
+            return self.resolve_root(data_root, "--data-root")
+        return self.resolve_root(cityscapes_root, "--cityscapes-root")
+
     def classes(self, root: Path | None = None) -> tuple[str, ...]:
         """Class names in train-id order."""
         return self.class_source(root)[0]
@@ -130,15 +148,15 @@ def _cityscapes(root: Path, split: str, _condition: str | None) -> list[Pair]:
     return cs.list_pairs(root, split)
 
 
-def _gtfine_pair(root: Path, split: str, image: ImageEntry) -> Pair:
-    """The Cityscapes ``gtFine`` label of an image id ``<city>/<stem>``."""
-    city, stem = image.image_id.split("/", 1)
-    base = root / "gtFine" / split / city / stem
-    return cityscapes_style_pair(image, Path(f"{base}_gtFine_labelTrainIds.png"),
-                                 Path(f"{base}_gtFine_labelIds.png"))  # fmt: skip
+# Foggy Cityscapes' attenuation coefficients (Sakaridis et al. 2018): meteorological optical
+# range 600, 300 and 150 m; its file names carry them.
+FOG_BETAS = (0.005, 0.01, 0.02)
+FOGGY_BETAS = {f"fog-{k}": beta for k, beta in enumerate(FOG_BETAS, 1)}
 
 
-FOGGY_BETAS = {"fog-1": "0.005", "fog-2": "0.01", "fog-3": "0.02"}
+def foggy_suffix(beta: float) -> str:
+    """The end of a Foggy Cityscapes file name: ``_leftImg8bit_foggy_beta_0.01.png``."""
+    return f"_leftImg8bit_foggy_beta_{beta}.png"
 
 
 def _foggy(root: Path, split: str, condition: str | None) -> list[Pair]:
@@ -148,12 +166,12 @@ def _foggy(root: Path, split: str, condition: str | None) -> list[Pair]:
             f"no folder {folder}: expected Foggy Cityscapes' leftImg8bit_foggy/{split}/<city>/"
             "*_leftImg8bit_foggy_beta_<beta>.png next to Cityscapes' gtFine/"
         )
-    suffix = f"_leftImg8bit_foggy_beta_{FOGGY_BETAS[condition]}.png"
+    suffix = foggy_suffix(FOGGY_BETAS[condition])
     pairs = []
     for path in scan(folder, (suffix,)):
         stem = path.name[: -len(suffix)]
         image = ImageEntry(f"{path.parent.name}/{stem}", path, path.relative_to(root).as_posix())
-        pairs.append(_gtfine_pair(root, split, image))
+        pairs.append(cs.gtfine_pair(root, split, image))
     return pairs
 
 

@@ -14,6 +14,7 @@ What is read, and how:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from dataclasses import dataclass
@@ -23,9 +24,9 @@ import numpy as np
 
 from robustbench_seg.errors import RobustSegError
 
-__all__ = ["ImageInfo", "image_info", "read_label", "read_rgb"]
+__all__ = ["ImageInfo", "check_image_file", "file_shape", "image_info", "read_label", "read_rgb"]
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # (ISO/IEC 15948, 5.2); png.py writes and checks with it
 # PNG colour type -> channels (ISO/IEC 15948, 11.2.2)
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _PNG_KIND = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
@@ -54,15 +55,16 @@ class ImageInfo:
         return self.height, self.width
 
 
-def image_info(path: str | os.PathLike) -> ImageInfo:
+def image_info(path: str | os.PathLike, head: bytes | None = None) -> ImageInfo:
     """The header of an image file, without decoding its pixels.
 
     Raises:
         RobustSegError: Not an image (or a PNG whose header is cut or corrupt).
         OSError: The file cannot be read (a failure of the system, not of the input).
     """
-    with open(path, "rb") as fh:
-        head = fh.read(33)
+    if head is None:
+        with open(path, "rb") as fh:
+            head = fh.read(33)
     if head.startswith(PNG_SIGNATURE):
         if len(head) < 33 or head[12:16] != b"IHDR":
             raise RobustSegError(f"corrupt PNG (no IHDR header): {path}")
@@ -149,17 +151,34 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     return label
 
 
-def file_shape(path: str | os.PathLike) -> tuple[int, int]:
-    """``(height, width)`` of an image file that :func:`read_rgb` reads: a PNG is checked
-    whole (every chunk's CRC, no decoding), other formats by their header.
+def check_image_file(
+    path: str | os.PathLike, *, digest: bool = False
+) -> tuple[tuple[int, int], str | None]:
+    """Checks an image file that :func:`read_rgb` reads, reading it once: a PNG whole (every
+    chunk's CRC, no decoding), other formats by their header.
+
+    Args:
+        path: The file.
+        digest: Also return the sha256 of its bytes (what a corrupted tree records).
+
+    Returns:
+        ``((height, width), sha256 or None)``.
 
     Raises:
         RobustSegError: Not an image, cut or corrupt, 16-bit, or an unsupported mode.
         OSError: The file cannot be read.
     """
-    info = check_image_info(image_info(path), Path(path))
-    if info.format == "PNG":
-        from robustbench_seg.data.png import check_png
+    from robustbench_seg.data.png import check_png_bytes
 
-        check_png(Path(path))
-    return info.shape
+    raw = Path(path).read_bytes()
+    if raw.startswith(PNG_SIGNATURE):
+        check_png_bytes(raw, path)
+        shape = check_image_info(image_info(path, raw[:33]), Path(path)).shape
+    else:
+        shape = check_image_info(image_info(path), Path(path)).shape
+    return shape, hashlib.sha256(raw).hexdigest() if digest else None
+
+
+def file_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of an image file that :func:`read_rgb` reads (:func:`check_image_file`)."""
+    return check_image_file(path)[0]

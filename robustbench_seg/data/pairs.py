@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustbench_seg.data.images import file_shape, read_label
+from robustbench_seg.data.images import check_image_file, read_label
 from robustbench_seg.errors import RobustSegError
 
 __all__ = [
@@ -136,10 +136,13 @@ def load_label(pair: Pair, image_shape: tuple[int, int] | None = None) -> np.nda
     return decoded.astype(np.uint8)
 
 
-def check_pairs(pairs: Sequence[Pair], *, progress: bool = False) -> list[tuple[int, int]]:
+def check_pairs(
+    pairs: Sequence[Pair], *, progress: bool = False, digests: dict[str, str] | None = None
+) -> list[tuple[int, int]]:
     """Checks every pair before any work: the image's header (8-bit, a format ``read_rgb``
     reads; a PNG checked whole), its label map decoded (8-bit one channel, defined values) and
-    of the same size. Returns each image's ``(height, width)``.
+    of the same size. Returns each image's ``(height, width)``; with ``digests``, also fills it
+    with each image's sha256 by relative path (from the same read of the file).
 
     Raises:
         RobustSegError: The first bad file, named, with what is wrong.
@@ -152,7 +155,9 @@ def check_pairs(pairs: Sequence[Pair], *, progress: bool = False) -> list[tuple[
         len(pairs), "checking inputs", unit="img", enabled=progress, summary=False
     ) as bar:
         for pair in pairs:
-            shape = file_shape(pair.image.path)
+            shape, sha = check_image_file(pair.image.path, digest=digests is not None)
+            if digests is not None:
+                digests[pair.image.rel_path] = sha
             load_label(pair, shape)
             shapes.append(shape)
             bar.update()
@@ -180,11 +185,6 @@ def images_sha256(pairs: Sequence[Pair] | Sequence[ImageEntry]) -> str:
 
     rel = [p.image.rel_path if isinstance(p, Pair) else p.rel_path for p in pairs]
     return hashlib.sha256("\n".join(rel).encode()).hexdigest()
-
-
-def listing_error(root: Path, what: str) -> RobustSegError:
-    """The one error for a dataset folder with no images."""
-    return RobustSegError(f"no images in {root}: expected {what}")
 
 
 def scan(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:

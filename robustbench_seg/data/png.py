@@ -20,10 +20,9 @@ try:  # ISA-L deflate: the fast path; plain zlib is the portable fallback (same 
 except ImportError:  # pragma: no cover - isal is a declared dependency
     _deflate_lib = zlib
 
+from robustbench_seg.data.images import PNG_SIGNATURE
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import write_atomic
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from robustbench_seg.data.cityscapes import IMAGE_SUFFIX, LABELS
+from robustbench_seg.data.datasets import FOG_BETAS, foggy_suffix
 from robustbench_seg.data.png import write_png_atomic
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import check_dir, claim_dir, write_json_atomic
@@ -104,7 +105,7 @@ _MOTO_POSE = {"hip": (-0.3, 0.88), "shoulder": (0.0, 1.42), "hand": (0.45, 1.05)
 class _Scene:
     """Camera, lighting and the two canvases (float RGB, labelIds) of one image."""
 
-    def __init__(self, rng: np.random.Generator, h: int, w: int) -> None:
+    def __init__(self, rng: np.random.Generator, h: int, w: int, depth: bool = False) -> None:
         self.rng, self.h, self.w = rng, h, w
         self.f = w * rng.uniform(0.95, 1.25)  # Cityscapes: f ~ 1.1 W
         self.cx = w * rng.uniform(0.42, 0.58)
@@ -113,7 +114,8 @@ class _Scene:
         self.z_bot = 0.8 * self.f * self.hc / (h - self.cy)  # nearer than the bottom row
         self.img = np.zeros((h, w, 3), np.float32)
         self.lab = np.full((h, w), SKY, np.uint8)
-        self.depth = np.full((h, w), np.inf, np.float32)  # metres; what is drawn last is seen
+        # metres, what is drawn last is seen; only kept when asked for (fog)
+        self.depth = np.full((h, w), np.inf, np.float32) if depth else None
         self._z_hint: float | None = None  # the depth of the billboard about to be filled
         self.shadow = np.ones((h, w), np.float32)
         self.weather = str(rng.choice(list(_SKIES), p=[0.55, 0.3, 0.15]))
@@ -153,7 +155,7 @@ class _Scene:
         cv2.fillPoly(self.img, pts, colour, cv2.LINE_8, _SHIFT)
         if label is not None:
             cv2.fillPoly(self.lab, pts, int(label), cv2.LINE_8, _SHIFT)
-        if z is not None:
+        if z is not None and self.depth is not None:
             cv2.fillPoly(self.depth, pts, float(z), cv2.LINE_8, _SHIFT)
 
     def ring(self, centre: np.ndarray, radius: float, width: float, colour, label: int) -> None:
@@ -165,7 +167,7 @@ class _Scene:
         cv2.ellipse(self.img, c, axes, 0, 0, 360, colour, thick, cv2.LINE_8, _SHIFT)
         cv2.ellipse(self.lab, c, axes, 0, 0, 360, int(label), thick, cv2.LINE_8, _SHIFT)
         z, self._z_hint = self._z_hint, None
-        if z is not None:
+        if z is not None and self.depth is not None:
             cv2.ellipse(self.depth, c, axes, 0, 0, 360, float(z), thick, cv2.LINE_8, _SHIFT)
 
     def _clipped(self, polys: np.ndarray) -> list[np.ndarray]:
@@ -192,6 +194,8 @@ class _Scene:
         by pixel."""
         self._z_hint = None
         self.fill(self.uv(pts), colour, label)
+        if self.depth is None:
+            return
         pts = np.asarray(pts, np.float64)
         for poly in pts if pts.ndim == 3 else pts[None]:  # (K, N, 3) or (N, 3)
             self._plane_depth(poly)
@@ -1359,7 +1363,7 @@ def render_scene(
         raise RobustSegError(
             f"size {width}x{height} is too small: at least {MIN_SIZE[1]}x{MIN_SIZE[0]} (WxH)"
         )
-    sc = _Scene(rng, int(height), int(width))
+    sc = _Scene(rng, int(height), int(width), depth=with_depth)
     st = _plan_street(sc)
     back: list[_Item] = []
     edge_items: list[_Item] = []
@@ -1433,26 +1437,35 @@ def render_image(
 
 # ----------------------------------------------------------------------------- fog
 
-# Foggy Cityscapes' attenuation coefficients (Sakaridis et al. 2018): meteorological optical
-# range 600, 300 and 150 m; its file names carry them.
-FOG_BETAS = (0.005, 0.01, 0.02)
-FOGGY_SUFFIX = "_leftImg8bit_foggy_beta_{beta}.png"
+
+def atmospheric_light(image: np.ndarray) -> np.ndarray:
+    """The mean colour of the brightest 0.1% of the dark channel (He et al. 2009), float32 RGB."""
+    x = image.astype(np.float32)
+    dark = x.min(axis=2).ravel()
+    top = np.argsort(dark, kind="stable")[-max(1, dark.size // 1000) :]
+    return x.reshape(-1, 3)[top].mean(axis=0)
 
 
-def foggy(image: np.ndarray, depth: np.ndarray, beta: float) -> np.ndarray:
+def foggy(image: np.ndarray, depth: np.ndarray, beta: float,
+          light: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Koschmieder's law, as Foggy Cityscapes applies it (Sakaridis et al. 2018):
     ``I = R t + L (1 - t)``, ``t = exp(-beta depth)``, the atmospheric light ``L`` the mean
     colour of the brightest 0.1% of the dark channel (He et al. 2009). Here with the scene's
     true depth (the renderer's depth buffer: every polygon's plane, billboards at their
     depth, sky at infinity) instead of a depth estimated from stereo.
 
+    Args:
+        image: uint8 RGB.
+        depth: Metres per pixel (``inf``: sky).
+        beta: Attenuation coefficient (1/m).
+        light: The atmospheric light, if already known (:func:`atmospheric_light`).
+
     Returns:
         The foggy image, uint8 RGB.
     """
     x = image.astype(np.float32)
-    dark = x.min(axis=2).ravel()
-    top = np.argsort(dark, kind="stable")[-max(1, dark.size // 1000) :]
-    light = x.reshape(-1, 3)[top].mean(axis=0)
+    if light is None:
+        light = atmospheric_light(image)
     t = np.exp(-beta * depth.astype(np.float64)).astype(np.float32)[..., None]
     out = x * t + light * (1 - t)
     return np.clip(np.floor(out), 0, 255).astype(np.uint8)
@@ -1462,7 +1475,7 @@ def foggy_path(out: Path, split: str, index: int, beta: float) -> Path:
     """Where the foggy variant of an image goes: Foggy Cityscapes' layout
     ``leftImg8bit_foggy/<split>/<city>/<stem>_leftImg8bit_foggy_beta_<beta>.png``."""
     city, stem = image_stem(split, index)
-    return out / "leftImg8bit_foggy" / split / city / (stem + FOGGY_SUFFIX.format(beta=beta))
+    return out / "leftImg8bit_foggy" / split / city / (stem + foggy_suffix(beta))
 
 
 @dataclass(frozen=True)
@@ -1476,15 +1489,17 @@ class _Job:
 
 
 def _run_job(job: _Job) -> int:
-    image, labels, depth = render_image(job.seed, job.split, job.index, job.size, with_depth=True)
+    image, labels, *depth = render_image(job.seed, job.split, job.index, job.size,
+                                         with_depth=job.fog)  # fmt: skip
     image_path, label_path = pair_paths(job.out, job.split, job.index)
     # Label first: an image on disk always has its label (list_pairs needs both).
     _, n_label = write_png_atomic(label_path, labels)
     n = n_label
     if job.fog:
+        light = atmospheric_light(image)
         for beta in FOG_BETAS:
             n += write_png_atomic(foggy_path(job.out, job.split, job.index, beta),
-                                  foggy(image, depth, beta))[1]  # fmt: skip
+                                  foggy(image, depth[0], beta, light))[1]  # fmt: skip
     _, n_image = write_png_atomic(image_path, image)
     return n + n_image
 

@@ -31,8 +31,9 @@ from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import package_versions
 from robustbench_seg.models.loader import is_custom_spec, load
 from robustbench_seg.models.registry import get_model_entry
+from robustbench_seg.models.weights import is_hf_spec
 from robustbench_seg.progress import Progress
-from robustbench_seg.sizes import format_size, size_value
+from robustbench_seg.sizes import format_size, hw, size_value
 
 __all__ = ["DEFAULT_SAVED_PREDICTIONS", "EvalConfig", "evaluate"]
 
@@ -147,20 +148,13 @@ def _collate(batch):
     return batch
 
 
-def _hw(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
-
-
 def _check_settings(precision: str, dev: torch.device, inference: str, batch_size: int,
                     crop: int | Sequence[int], stride: int | Sequence[int],
                     save_predictions: int) -> None:  # fmt: skip
     runtime.check_precision(precision, dev)
     if inference not in ("auto", "slide", "whole"):
         raise RobustSegError(f"unknown inference mode {inference!r}; use auto, slide or whole")
-    (ch, cw), (sh, sw) = _hw(crop), _hw(stride)
+    (ch, cw), (sh, sw) = hw(crop), hw(stride)
     if batch_size < 1 or min(ch, cw, sh, sw) < 1:
         raise RobustSegError("--batch-size, --crop and --stride must be >= 1")
     if inference != "whole" and (sh > ch or sw > cw):
@@ -252,29 +246,22 @@ def evaluate(
         The tidy results (pandas DataFrame, one row per cell and class).
     """
     t_start = datetime.now(timezone.utc)
-    if isinstance(model, str) and model.startswith("hf://") and weights != "default":
+    if is_hf_spec(model) and weights != "default":
         raise RobustSegError(
             f"--weights {weights or 'none'} does not apply: {model} brings its own weights "
             "(pick them with @REVISION); drop --weights"
         )
-    if isinstance(model, str) and not is_custom_spec(model) and not model.startswith("hf://"):
+    if isinstance(model, str) and not is_custom_spec(model) and not is_hf_spec(model):
         get_model_entry(model)  # an unknown name fails before anything else is looked at
     dev = runtime.resolve_device(device)
     _check_settings(precision, dev, inference, batch_size, crop, stride, save_predictions)
     data = get_dataset(dataset)
-    if data_root is not None and cityscapes_root is not None:
-        raise RobustSegError("pass either --cityscapes-root or --data-root, not both")
-    if cityscapes_root is not None and data.name != "cityscapes":
-        raise RobustSegError(
-            f"--cityscapes-root is Cityscapes' root; use --data-root for {data.name}"
-        )
     if data.conditions:
         raise RobustSegError(
             f"{data.name} is a natural-shift set: evaluate it next to its source dataset, e.g. "
             f"--dataset cityscapes --natural {data.name}=DIR"
         )
-    root = data.resolve_root(data_root if data_root is not None else cityscapes_root,
-                             option="--data-root" if data_root is not None else "--cityscapes-root")  # fmt: skip
+    root = data.root_from_options(data_root, cityscapes_root)
     split = split or data.default_split
     pairs = data.pairs(root, split)
     class_names = data.classes(root)
@@ -286,10 +273,13 @@ def evaluate(
     protocol = make_protocol(corruptions, severities) if corruptions else None
     show = progress and os.environ.get("RANK", "0") == "0"  # before the process group
     # every image header and label map, before any work
-    check_pairs(pairs + [p for n in naturals for p in n.pairs], progress=show)
+    digests: dict[str, str] | None = {} if cityscapes_c is not None else None
+    check_pairs(pairs, progress=show, digests=digests)
+    check_pairs([p for n in naturals for p in n.pairs], progress=show)
     if cityscapes_c is not None:
         meta = check_tree(cityscapes_c, pairs, protocol.variants() if protocol else [],
-                          split=split, root=root, progress=show, dataset=data.name)  # fmt: skip
+                          split=split, root=root, progress=show, dataset=data.name,
+                          digests=digests)  # fmt: skip
         for option, given, made in (("--seed", seed, int(meta["seed"])),
                                     ("--backend", backend, str(meta["backend"]))):  # fmt: skip
             if given is not None and given != made:

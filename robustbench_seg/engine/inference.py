@@ -13,7 +13,7 @@ from torch import nn
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.models.registry import Preprocessing
 from robustbench_seg.runtime import autocast
-from robustbench_seg.sizes import format_size
+from robustbench_seg.sizes import format_size, hw
 
 __all__ = ["Precision", "predict_labels", "predict_logits", "preprocess", "sliding_windows"]
 
@@ -54,13 +54,6 @@ def preprocess(
     return ((x - mean) / std).contiguous()
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return v, v
-    a, b = v
-    return int(a), int(b)
-
-
 def sliding_windows(
     height: int, width: int, crop: int | Sequence[int], stride: int | Sequence[int]
 ) -> list[tuple[int, int, int, int]]:
@@ -70,7 +63,7 @@ def sliding_windows(
     last window of a row/column is shifted back to end at the border. Windows are smaller
     than the crop only where the image itself is.
     """
-    (ch, cw), (sh, sw) = _pair(crop), _pair(stride)
+    (ch, cw), (sh, sw) = hw(crop), hw(stride)
     if min(ch, cw, sh, sw) <= 0:
         raise RobustSegError(
             f"crop and stride must be positive, got crop {format_size((ch, cw))} stride "
@@ -153,7 +146,7 @@ def predict_logits(
     if batch_size < 1:
         raise RobustSegError(f"batch_size must be >= 1, got {batch_size}")
     n, _, h, w = images.shape
-    size = (h, w) if out_size is None else _pair(tuple(out_size))
+    size = (h, w) if out_size is None else hw(tuple(out_size))
     if mode == "whole":
         outs = []
         for i in range(0, n, batch_size):
@@ -163,7 +156,7 @@ def predict_logits(
     if mode != "slide":
         raise RobustSegError(f"mode must be 'whole' or 'slide', not {mode!r}")
 
-    ch, cw = _pair(crop)
+    ch, cw = hw(crop)
     boxes = sliding_windows(h, w, (ch, cw), stride)
     jobs = [(i, box) for i in range(n) for box in boxes]
     preds: torch.Tensor | None = None

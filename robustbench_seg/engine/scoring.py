@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_seg import metrics, runtime
-from robustbench_seg.data.cityscapes import CityscapesPair, load_label
+from robustbench_seg.data.pairs import Pair, load_label
 from robustbench_seg.engine.inference import predict_logits, preprocess
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.models.registry import Preprocessing
@@ -230,9 +230,7 @@ class Segmenter:
         return m.confusion.sum(0), m.pred
 
 
-def score_pairs(
-    segmenter: Segmenter, pairs: Sequence[CityscapesPair], info: runtime.DistInfo
-) -> np.ndarray:
+def score_pairs(segmenter: Segmenter, pairs: Sequence[Pair], info: runtime.DistInfo) -> np.ndarray:
     """Confusion matrix of clean images, summed over ``torchrun`` ranks (each takes a shard).
 
     What training validates with: the same path as ``evaluate``'s clean cell, one image at a

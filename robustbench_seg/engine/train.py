@@ -29,13 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_seg import metrics, runtime
-from robustbench_seg.data.cityscapes import (
-    IGNORE_INDEX,
-    CityscapesPair,
-    check_pairs,
-    load_label,
-)
 from robustbench_seg.data.datasets import Dataset, get_dataset
+from robustbench_seg.data.pairs import IGNORE_INDEX, Pair, check_pairs, load_label
 from robustbench_seg.data.transforms import augment, pad_to, rescaled_size
 from robustbench_seg.engine.checkpoint import (
     BEST,
@@ -125,7 +120,7 @@ def seg_loss(
 
 
 def enet_class_weights(
-    pairs: Sequence[CityscapesPair], num_classes: int, c: float = 1.02
+    pairs: Sequence[Pair], num_classes: int, c: float = 1.02
 ) -> tuple[float, ...]:
     """ENet's class weights ``1 / ln(c + p_k)``, ``p_k`` the class's share of labelled pixels.
 
@@ -195,7 +190,7 @@ class TrainSet(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, pairs: list[CityscapesPair], recipe: Recipe, preprocessing: Preprocessing, seed: int
+        self, pairs: list[Pair], recipe: Recipe, preprocessing: Preprocessing, seed: int
     ) -> None:
         self.pairs = pairs
         self.recipe = recipe
@@ -343,7 +338,7 @@ def _initial_model(entry: ModelEntry, init: str) -> tuple[nn.Module, str]:
 
 def _validate_model(
     model: nn.Module,
-    pairs: list[CityscapesPair],
+    pairs: list[Pair],
     preprocessing: Preprocessing,
     recipe: Recipe,
     precision: str,
@@ -426,7 +421,7 @@ def _prepare_data(
     recipe: Recipe,
     entry: ModelEntry,
     progress: bool,
-) -> tuple[Recipe, list[CityscapesPair], list[CityscapesPair]]:
+) -> tuple[Recipe, list[Pair], list[Pair]]:
     """Lists the training (and, if the run validates, validation) images, checks every image
     header and label map (``check_pairs``), and checks the crop.
 
@@ -452,7 +447,7 @@ def _prepare_data(
             f"class_weight has {len(recipe.class_weight)} values; {entry.name} has "
             f"{entry.num_classes} classes"
         )
-    val_pairs: list[CityscapesPair] = []
+    val_pairs: list[Pair] = []
     if recipe.eval_every > 0:
         try:
             val_pairs = data.pairs(root, "val")
@@ -737,7 +732,7 @@ def _validate_and_keep_best(
     parts: _Parts,
     entry: ModelEntry,
     recipe: Recipe,
-    pairs: list[CityscapesPair],
+    pairs: list[Pair],
     precision: str,
     info: runtime.DistInfo,
     iteration: int,
@@ -850,10 +845,7 @@ def train(
     data = get_dataset(dataset)
     if data.conditions:
         raise RobustSegError(f"{data.name} is a natural-shift set; train on its source dataset")
-    if data_root is not None and cityscapes_root is not None:
-        raise RobustSegError("pass either --cityscapes-root or --data-root, not both")
-    root = data.resolve_root(data_root if data_root is not None else cityscapes_root,
-                             option="--data-root" if data_root is not None else "--cityscapes-root")  # fmt: skip
+    root = data.root_from_options(data_root, cityscapes_root)
     classes = len(data.classes(root))
     if classes != entry.num_classes:  # the head predicts the dataset's classes
         entry = dataclasses.replace(entry, num_classes=classes)

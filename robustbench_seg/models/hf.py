@@ -26,6 +26,7 @@ from torch import nn
 
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.models.registry import Preprocessing
+from robustbench_seg.models.weights import HF_PREFIX, hf_snapshot, is_hf_spec, parse_hf_spec
 
 __all__ = [
     "CLASS_SYNONYMS",
@@ -41,7 +42,6 @@ __all__ = [
     "read_class_map",
 ]
 
-HF_PREFIX = "hf://"
 # What a snapshot of an hf:// model needs: configs (model, image processor, tokenizer), the
 # tokenizer's merges (OneFormer) and the weights, whole or sharded.
 HF_MODEL_FILES = (
@@ -103,25 +103,6 @@ def _key(name: str) -> str:
 
 
 _SYNONYM_GROUP = {_key(n): tuple(_key(m) for m in group) for group in CLASS_SYNONYMS for n in group}
-
-
-def is_hf_spec(spec: object) -> bool:
-    """True for ``hf://org/name[@revision]`` strings."""
-    return isinstance(spec, str) and spec.startswith(HF_PREFIX)
-
-
-def parse_hf_spec(spec: str) -> tuple[str, str | None]:
-    """``"hf://org/name@rev"`` -> ``("org/name", "rev")``; no ``@`` -> revision ``None``.
-
-    Raises:
-        RobustSegError: A spec that is not ``hf://`` followed by a repo id.
-    """
-    repo, at, rev = spec.removeprefix(HF_PREFIX).partition("@")
-    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo) or (at and not rev.strip()):
-        raise RobustSegError(
-            f"bad Hugging Face model {spec!r}: use hf://ORG/NAME or hf://ORG/NAME@REVISION"
-        )
-    return repo, rev.strip() or None
 
 
 # ----------------------------------------------------------------------------- classes
@@ -409,14 +390,12 @@ class HFModel:
             classes itself).
         name: ``hf://org/name``.
         weights: ``hf://org/name@<commit>``: the snapshot that was loaded.
-        labels: The model's ``id2label``, in output order.
     """
 
     module: HFSegmentationModel
     preprocessing: Preprocessing
     name: str
     weights: str
-    labels: tuple[str, ...]
 
 
 def _transformers() -> Any:
@@ -494,8 +473,6 @@ def load_hf_model(
         RobustSegError: transformers missing, not cached offline, an architecture that is not a
             semantic or universal segmentation model, unmatched classes, missing weights.
     """
-    from robustbench_seg.models.weights import hf_snapshot
-
     repo, revision = parse_hf_spec(spec)
     name = f"{HF_PREFIX}{repo}"
     T = _transformers()  # before any download
@@ -547,4 +524,4 @@ def load_hf_model(
             + (f" (+{len(bad) - 4} more)" if len(bad) > 4 else "")
         )
     module = HFSegmentationModel(model.float().eval(), kind, outputs, task).eval()
-    return HFModel(module, pre, name, f"{name}@{folder.name}", labels)
+    return HFModel(module, pre, name, f"{name}@{folder.name}")

@@ -31,6 +31,7 @@ from robustbench_seg.models.registry import (
     get_model_entry,
     split_name,
 )
+from robustbench_seg.models.weights import is_hf_spec
 
 __all__ = [
     "METADATA_KEYS",
@@ -157,11 +158,11 @@ def load(
             "preprocessing and name are for nn.Module models; registry and custom models "
             "declare their own"
         )
-    if class_map is not None and not (isinstance(spec, str) and spec.startswith("hf://")):
+    if class_map is not None and not is_hf_spec(spec):
         raise RobustSegError("a class map is for hf:// models; other models declare output_classes")
     if isinstance(spec, nn.Module):
         loaded = _from_module(spec, num_classes, preprocessing, name)
-    elif isinstance(spec, str) and spec.startswith("hf://"):
+    elif is_hf_spec(spec):
         if build_kwargs or num_classes is not None:
             raise RobustSegError(f"{spec}: a Hugging Face model brings its own classes and options")
         if weights is not None and os.fspath(weights) != "default":

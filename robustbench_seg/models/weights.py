@@ -346,6 +346,28 @@ def _hf_offline() -> bool:
 HF_WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
 
 
+HF_PREFIX = "hf://"
+
+
+def is_hf_spec(spec: object) -> bool:
+    """True for ``hf://org/name[@revision]`` strings."""
+    return isinstance(spec, str) and spec.startswith(HF_PREFIX)
+
+
+def parse_hf_spec(spec: str) -> tuple[str, str | None]:
+    """``"hf://org/name@rev"`` -> ``("org/name", "rev")``; no ``@`` -> revision ``None``.
+
+    Raises:
+        RobustSegError: A spec that is not ``hf://`` followed by a repo id.
+    """
+    repo, at, rev = spec.removeprefix(HF_PREFIX).partition("@")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo) or (at and not rev.strip()):
+        raise RobustSegError(
+            f"bad Hugging Face model {spec!r}: use hf://ORG/NAME or hf://ORG/NAME@REVISION"
+        )
+    return repo, rev.strip() or None
+
+
 def hf_snapshot(
     repo_id: str, revision: str | None = None, *, files: Sequence[str] = HF_WEIGHT_FILES
 ) -> Path:
@@ -423,9 +445,8 @@ def resolve_weights(
     info = catalog_entry(spec, model_name)
     if info is not None:
         spec, sha = info.source, info.sha256
-    if spec.startswith("hf://"):
-        repo, _, rev = spec.removeprefix("hf://").partition("@")
-        return hf_snapshot(repo, rev or None)
+    if is_hf_spec(spec):
+        return hf_snapshot(*parse_hf_spec(spec))
     if re.match(r"^[a-z]+://", spec):
         return download_url(spec, sha256=sha, allow_http=allow_http)
     path = Path(spec).expanduser()
