@@ -14,6 +14,8 @@ from robustbench_seg.runs import RunStatistics, load_statistics, read_run_info
 __all__ = [
     "COMPARE_COLUMNS",
     "check_comparable",
+    "check_images",
+    "check_natural",
     "compare",
     "compare_statistics",
     "format_comparison",
@@ -39,8 +41,35 @@ def _load(run: str | os.PathLike) -> tuple[RunStatistics, dict]:
     return stats, info.get("config", {})
 
 
-def check_comparable(a: tuple[str, dict], b: tuple[str, dict]) -> None:
-    """Refuses two runs over different images or cells (protocols)."""
+_PAIRED = "a paired comparison needs the same images"
+
+
+def check_comparable(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) -> None:
+    """Refuses two runs over different images or cells (protocols), natural-shift cells
+    included (:func:`check_images`, :func:`check_natural`, then the cells in order).
+
+    Args:
+        a, b: Each run's name and ``run.json``'s ``config``.
+        why: What needs them alike (ends the messages).
+
+    Raises:
+        RobustSegError: One line naming the two runs and what differs.
+    """
+    (name_a, ca), (name_b, cb) = a, b
+    check_images(a, b, why)
+    check_natural(a, b, why)
+    if list(ca.get("cells", [])) != list(cb.get("cells", [])):
+        only = sorted(set(ca.get("cells", [])) ^ set(cb.get("cells", [])))
+        raise RobustSegError(
+            f"{name_a} and {name_b} were evaluated on different cells (protocols): "
+            f"{', '.join(only[:5]) or 'another order'}; evaluate both with the same "
+            "--corruptions, --severities and --natural"
+        )
+
+
+def check_images(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) -> None:
+    """Refuses two runs (name, ``run.json``'s ``config``) over different images of the evaluated
+    dataset; ``why`` ends the message."""
     (name_a, ca), (name_b, cb) = a, b
     if (ca.get("images_sha256"), ca.get("num_images")) != (
         cb.get("images_sha256"),
@@ -49,22 +78,45 @@ def check_comparable(a: tuple[str, dict], b: tuple[str, dict]) -> None:
         raise RobustSegError(
             f"{name_a} and {name_b} were evaluated on different images ({ca.get('num_images')} vs "
             f"{cb.get('num_images')} images of {ca.get('split')}/{cb.get('split')}, image lists "
-            "differ); a paired comparison needs the same images"
+            f"differ); {why}"
         )
-    if list(ca.get("cells", [])) != list(cb.get("cells", [])):
-        only = sorted(set(ca.get("cells", [])) ^ set(cb.get("cells", [])))
+
+
+def _natural_images(config: dict) -> dict[str, tuple[object, object]]:
+    """Natural cell -> (images_sha256, num_images) as ``run.json`` records them."""
+    return {
+        str(n.get("cell")): (n.get("images_sha256"), n.get("num_images"))
+        for n in config.get("natural", []) or []
+        if isinstance(n, dict)
+    }
+
+
+def check_natural(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) -> None:
+    """Refuses two runs (name, ``run.json``'s ``config``) with other natural-shift cells
+    (``acdc:fog``), or with one over other images (or whose images a run does not record);
+    ``why`` ends the message."""
+    (name_a, ca), (name_b, cb) = a, b
+    na, nb = _natural_images(ca), _natural_images(cb)
+    if set(na) != set(nb):
         raise RobustSegError(
-            f"{name_a} and {name_b} were evaluated on different cells (protocols): "
-            f"{', '.join(only[:5]) or 'another order'}; evaluate both with the same "
-            "--corruptions, --severities and --natural"
+            f"{name_a} and {name_b} were evaluated on different natural-shift cells "
+            f"({', '.join(sorted(set(na) ^ set(nb))[:5])}); {why}: evaluate them with the same "
+            "--natural"
         )
-    natural = [{n["cell"]: (n.get("images_sha256"), n.get("num_images"))
-                for n in c.get("natural", [])} for c in (ca, cb)]  # fmt: skip
-    if natural[0] != natural[1]:
-        cells = sorted(k for k in natural[0] if natural[0].get(k) != natural[1].get(k))
+    for cell in sorted(na):
+        for name, (sha, _) in ((name_a, na[cell]), (name_b, nb[cell])):
+            if sha is None:
+                raise RobustSegError(
+                    f"cannot tell which images {name} evaluated {cell} on (its run.json records "
+                    f"no image hash of the cell); {why}"
+                )
+    cells = sorted(c for c in na if na[c] != nb[c])
+    if cells:
+        n_a, n_b = na[cells[0]][1], nb[cells[0]][1]
         raise RobustSegError(
             f"{name_a} and {name_b} evaluated the natural-shift cells {', '.join(cells[:5])} on "
-            "different images; a paired comparison needs the same images"
+            f"different images (different images of {cells[0]}: {n_a} vs {n_b} images, image "
+            f"lists differ); {why}"
         )
 
 

@@ -73,10 +73,14 @@ class _Statistics:
     comparison: Any  # None with a single run
     reference: str  # the run the others are compared with
     calibration: Any
+    calibration_shown: tuple[Any, dict[str, str], dict[str, int]]  # rstats.calibration_display
+    calibration_md: str  # that table in Markdown
     reliability: dict[str, list[tuple[str, list[Any]]]]  # run name -> its diagrams' grid
     severity: dict[str, Any]  # run name -> severity table with intervals
+    figures: dict[str, dict[str, tuple[float, float, float]]]  # run name -> figure -> interval
     bands: dict[str, dict[str, tuple[float, float, float]]]  # run name -> cell -> interval
     worst: dict[str, Any]  # run name -> per-cell worst decile
+    worst_shown: dict[str, Any]  # run name -> its worst decile per Table 5 column, as shown
     left_out: list[str]  # warnings (reliability corruptions no run has)
     data: dict[str, Any]  # run name -> its RunStatistics
 
@@ -219,7 +223,11 @@ def build_report(
     resamples = DEFAULT_RESAMPLES if resamples is None else resamples
     if ci:  # every refusal before anything is written
         t5, cd, st = _statistics(t5, cd, run_list, shown, base, reliability, resamples)
-    nat = rnatural.natural_section(shown, None if st is None else st.data, resamples)
+    nat = (
+        rnatural.natural_section(shown)
+        if st is None
+        else rnatural.natural_section(shown, st.data, resamples, figures=st.figures, cells=st.bands)
+    )
 
     lock = None if owned else claim_dir(out, "report", recognise=_is_report)
     try:
@@ -241,23 +249,36 @@ def _statistics(t5, cd, run_list, shown, base, reliability, resamples):
     reference = base if base is not None else shown[0]
     if len(shown) > 1:
         rstats.check_same_images(shown, reference)
-    t5 = rstats.table5_intervals(t5, run_list, data, base, resamples)
+    # Once per run; paired with the baseline, which only adds the CD:* and mCD figures.
+    base_st = data[base.name] if base is not None else None
+    figs = {r.name: data[r.name].figures(base_st, resamples) for r in shown}
+    cells = {r.name: data[r.name].cell_intervals(resamples) for r in shown}
+    t5 = rstats.table5_intervals(t5, figs, len(data[shown[0].name].image_ids), resamples)
     if cd is not None:
-        cd = rstats.cd_intervals(cd, data, base, resamples)
+        cd = rstats.cd_intervals(cd, figs)
     corruptions, left_out = rstats.reliability_corruptions(shown, data, reliability)
+    calibration = rstats.calibration_frame(shown, data)
+    cal, labels, digits = rstats.calibration_display(calibration)
+    worst = {r.name: rstats.worst_decile_frame(r, data[r.name]) for r in shown}
     st = _Statistics(
         comparison=(
             rstats.comparison_frame(shown, reference, data, resamples) if len(shown) > 1 else None
         ),
         reference=reference.name,
-        calibration=rstats.calibration_frame(shown, data),
+        calibration=calibration,
+        calibration_shown=(cal, labels, digits),
+        calibration_md=tables.frame_markdown(cal, "corruption", labels, digits),
         reliability={r.name: rstats.reliability_grid(data[r.name], corruptions) for r in shown},
         severity={
-            r.name: rstats.severity_intervals(tables.severity_frame(r), data[r.name], resamples)
+            r.name: rstats.severity_intervals(tables.severity_frame(r), figs[r.name], cells[r.name])
             for r in shown
         },
-        bands={r.name: data[r.name].cell_intervals(resamples) for r in shown},
-        worst={r.name: rstats.worst_decile_frame(r, data[r.name]) for r in shown},
+        figures=figs,
+        bands=cells,
+        worst=worst,
+        worst_shown={
+            name: rstats.worst_decile_summary(w)[list(_WORST_LABELS)] for name, w in worst.items()
+        },
         left_out=left_out,
         data=data,
     )
@@ -383,9 +404,7 @@ def _write_statistics(out: Path, st: _Statistics, result: ReportResult, write) -
         st.comparison.to_csv(out / "tables/comparison.csv", index=False)
         result.tables.append(out / "tables/comparison.csv")
         result.comparison = st.comparison
-    shown, labels, digits = rstats.calibration_display(st.calibration)
-    table = tables.frame_markdown(shown, "corruption", labels, digits)
-    write("tables/calibration.md", f"{table}\n\n{_CALIBRATION_NOTE}\n")
+    write("tables/calibration.md", f"{st.calibration_md}\n\n{_CALIBRATION_NOTE}\n")
     st.calibration.to_csv(out / "tables/calibration.csv", index=False)
     result.tables.append(out / "tables/calibration.csv")
     result.calibration = st.calibration
@@ -545,20 +564,8 @@ def _comparison_html(frame) -> str:
     e = html.escape
     parts = []
     for run, ref, headers, rows in _comparison_tables(frame):
-        head = "".join(f"<th>{e(h)}</th>" for h in headers)
-        body = "\n".join(
-            f"<tr><th>{e(r[0])}</th>" + "".join(f"<td>{e(c)}</td>" for c in r[1:]) + "</tr>"
-            for r in rows
-        )
-        parts.append(
-            f"<h3>{e(run)} against {e(ref)}</h3>\n<table>\n<thead><tr>{head}</tr></thead>\n"
-            f"<tbody>\n{body}\n</tbody>\n</table>"
-        )
+        parts.append(f"<h3>{e(run)} against {e(ref)}</h3>\n{tables.html_table(headers, rows)}")
     return "\n".join(parts) + "\n"
-
-
-def _worst_shown(st: _Statistics, run: tables.Run):
-    return rstats.worst_decile_summary(st.worst[run.name])[list(_WORST_LABELS)]
 
 
 def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
@@ -621,11 +628,10 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
         "",
     ]
     if st is not None:
-        cal, labels, digits = rstats.calibration_display(st.calibration)
         md += [
             "## Calibration under corruption",
             "",
-            tables.frame_markdown(cal, "corruption", labels, digits),
+            st.calibration_md,
             "",
             _CALIBRATION_NOTE + " [CSV](tables/calibration.csv)",
             "",
@@ -654,7 +660,7 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
             md += [
                 "Worst decile of images ([CSV](tables/worst_decile.csv)):",
                 "",
-                tables.frame_markdown(_worst_shown(st, run), "corruption", _WORST_LABELS),
+                tables.frame_markdown(st.worst_shown[run.name], "corruption", _WORST_LABELS),
                 "",
                 _WORST_NOTE,
                 "",
@@ -721,7 +727,7 @@ def _index_html(result: ReportResult, shown, per_run, cd, qual, st) -> str:
         '<p><img src="figures/severity_curves.png" alt="mIoU against severity"></p>',
     ]
     if st is not None:
-        cal, labels, digits = rstats.calibration_display(st.calibration)
+        cal, labels, digits = st.calibration_shown
         parts += [
             '<p class="note">Shaded: 95% bootstrap intervals of each cell.</p>',
             "<h2>Calibration under corruption</h2>",
@@ -745,7 +751,7 @@ def _index_html(result: ReportResult, shown, per_run, cd, qual, st) -> str:
         if st is not None:
             parts += [
                 "<p>Worst decile of images.</p>",
-                tables.frame_html(_worst_shown(st, run), "corruption", _WORST_LABELS),
+                tables.frame_html(st.worst_shown[run.name], "corruption", _WORST_LABELS),
                 f'<p class="note">{e(_WORST_NOTE)}</p>',
             ]
         parts.append(

@@ -118,12 +118,9 @@ def plot_severity_curves(
                 handles[run.name] = line
                 top = max(top, max(y))
                 if bands is not None and run.name in bands:
-                    cells = (["clean"] if len(clean) else []) + [
-                        f"{corruption}-{int(s)}" for s in g["severity"]
-                    ]
-                    lo, hi = (
-                        [100 * bands[run.name][c][k] for c in cells] for k in (1, 2)
-                    )  # fmt: skip
+                    band = [bands[run.name][c] for c in [*clean["cell"], *g["cell"]]]
+                    lo = [100 * b[1] for b in band]
+                    hi = [100 * b[2] for b in band]
                     ax.fill_between(x, lo, hi, color=colors[run.name], alpha=0.18, lw=0)
                     top = max(top, np.nanmax(hi))
             ax.set_title(_title(corruption), fontsize=10)
@@ -441,6 +438,17 @@ def qualitative_rows(
         The names of the runs shown, the rows (image-major: every condition of the first
         image, then the next image), and the warnings.
     """
+    names, rows, warns, _ = _qualitative(runs, num_images, conditions, cityscapes_root)
+    return names, rows, warns
+
+
+def _qualitative(
+    runs: Sequence[Run],
+    num_images: int,
+    conditions: Sequence[tuple[str, int]],
+    cityscapes_root: str | Path | None,
+) -> tuple[list[str], list[QualitativeRow], list[str], tuple[Any, Path] | None]:
+    """:func:`qualitative_rows`, and with rows the dataset they come from and its root."""
     from robustbench_seg.data.cityscapes_c import CellView, cell_name
     from robustbench_seg.data.datasets import get_dataset
 
@@ -451,12 +459,13 @@ def qualitative_rows(
             [],
             [],
             ["qualitative grid skipped: no dataset root recorded in run.json; pass --data-root"],
+            None,
         )
     try:
         data = get_dataset(cfg0.get("dataset", "cityscapes"))
         pairs = data.pairs(root, cfg0.get("split", "val"))[:num_images]
     except RobustSegError as exc:
-        return [], [], [f"qualitative grid skipped: cannot read the dataset: {exc}"]
+        return [], [], [f"qualitative grid skipped: cannot read the dataset: {exc}"], None
     conds = [(None, None), *conditions]
     cells = [cell_name(c, s) for c, s in conds]
     ids = [p.image_id for p in pairs]
@@ -468,7 +477,7 @@ def qualitative_rows(
         else:
             shown.append((run, maps))
     if not shown:
-        return [], [], [*warns, "qualitative grid skipped: no run has saved predictions"]
+        return [], [], [*warns, "qualitative grid skipped: no run has saved predictions"], None
 
     seed, backend = int(cfg0.get("seed", 0)), str(cfg0.get("backend", "fast"))
     rows: list[QualitativeRow] = []
@@ -482,21 +491,8 @@ def qualitative_rows(
                     QualitativeRow(pair.image_id, corruption, severity, image, label, preds)
                 )
     except (RobustSegError, OSError, ValueError) as exc:  # unreadable images only skip the grid
-        return [], [], [*warns, f"qualitative grid skipped: {exc}"]
-    return [run.name for run, _ in shown], rows, warns
-
-
-def _classes(runs: Sequence[Run], root: str | Path | None):
-    """The first run's class names and palette: its dataset's (Cityscapes' for runs from
-    before datasets were recorded)."""
-    from robustbench_seg.data.datasets import get_dataset
-
-    cfg0 = next((r.config for r in runs if r.config), {})
-    data = get_dataset(cfg0.get("dataset", "cityscapes"))
-    folder = root or cfg0.get("cityscapes_root")
-    return data.classes(Path(folder) if folder else None), data.palette(
-        Path(folder) if folder else None
-    )
+        return [], [], [*warns, f"qualitative grid skipped: {exc}"], None
+    return [run.name for run, _ in shown], rows, warns, (data, Path(root))
 
 
 def plot_qualitative(
@@ -520,12 +516,11 @@ def plot_qualitative(
     Returns:
         The written path (None when skipped) and the warnings.
     """
-    names, rows, warns = qualitative_rows(
-        runs, num_images=num_images, conditions=conditions, cityscapes_root=cityscapes_root
-    )
-    if not rows:
+    names, rows, warns, source = _qualitative(runs, num_images, conditions, cityscapes_root)
+    if not rows or source is None:
         return None, warns
-    class_names, palette = _classes(runs, cityscapes_root)
+    data, root = source  # the first run's dataset
+    class_names, palette = data.classes(root), data.palette(root)
     h, w = rows[0].image.shape[:2]
     cols = 2 + len(names)
     pw = 3.0

@@ -11,6 +11,7 @@ images and the correlation is computed from them; nothing here draws resamples o
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +20,18 @@ import numpy as np
 import pandas as pd
 
 from robustbench_seg import stats as stats_mod
+from robustbench_seg.compare import check_images, check_natural
 from robustbench_seg.data.datasets import DATASETS, FOGGY_BETAS
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.report import statistics as rstats
-from robustbench_seg.report.tables import Run, run_summary
+from robustbench_seg.report.tables import (
+    Run,
+    frame_html,
+    frame_markdown,
+    html_table,
+    markdown_table,
+    run_summary,
+)
 from robustbench_seg.runs import NATURAL, RunStatistics, natural_figure
 
 __all__ = [
@@ -172,23 +181,16 @@ _WHY = "the synthetic-vs-natural correlation ranks the models on the same images
 def check_correlatable(runs: Sequence[Run]) -> None:
     """Refuses runs that cannot be ranked against each other: other images of the evaluated
     dataset, other corruption cells (runs without any have no mPC: the section says so), other
-    natural cells, or natural cells over other images.
+    natural cells, or natural cells over other images (``compare.check_images``,
+    ``compare.check_natural``).
 
     Raises:
         RobustSegError: One line naming the two runs and what differs.
     """
     ref = runs[0]
     for run in runs[1:]:
-        a, b = run.config, ref.config
-        if (a.get("images_sha256"), a.get("num_images")) != (
-            b.get("images_sha256"),
-            b.get("num_images"),
-        ):
-            raise RobustSegError(
-                f"{run.path} and {ref.path} were evaluated on different images "
-                f"({a.get('num_images')} vs {b.get('num_images')} images, image lists differ); "
-                f"{_WHY}"
-            )
+        a, b = (str(run.path), run.config), (str(ref.path), ref.config)
+        check_images(a, b, _WHY)
         mine, theirs = run.corruption_cells(), ref.corruption_cells()
         if mine and theirs and mine != theirs:
             only = sorted(f"{c}-{s}" for c, s in mine ^ theirs)
@@ -197,14 +199,7 @@ def check_correlatable(runs: Sequence[Run]) -> None:
                 f"({', '.join(only[:5])}); {_WHY}: evaluate them with the same --corruptions "
                 "and --severities"
             )
-        na, nb = rstats.natural_images(run), rstats.natural_images(ref)
-        if set(na) != set(nb):
-            only = sorted(set(na) ^ set(nb))
-            raise RobustSegError(
-                f"{run.path} and {ref.path} were evaluated on different natural-shift cells "
-                f"({', '.join(only[:5])}); {_WHY}: evaluate them with the same --natural"
-            )
-    rstats.check_same_natural_images(runs, ref, _WHY)
+        check_natural(a, b, _WHY)
 
 
 def _values(frame: pd.DataFrame, models: Sequence[str], figure: str) -> np.ndarray:
@@ -257,6 +252,9 @@ def natural_section(
     runs: Sequence[Run],
     statistics: Mapping[str, RunStatistics] | None = None,
     resamples: int = stats_mod.DEFAULT_RESAMPLES,
+    *,
+    figures: Mapping[str, Mapping[str, tuple[float, float, float]]] | None = None,
+    cells: Mapping[str, Mapping[str, tuple[float, float, float]]] | None = None,
 ) -> NaturalSection | None:
     """The synthetic-vs-natural section of the runs that have natural-shift cells.
 
@@ -265,6 +263,8 @@ def natural_section(
         statistics: With ``report --ci``: every run's per-image statistics (keyed by run
             name); adds the 95% intervals of every figure and of the correlations.
         resamples: Bootstrap resamples (with ``statistics``).
+        figures, cells: With ``statistics``, when already computed: per run name, its
+            ``RunStatistics.figures`` and ``RunStatistics.cell_intervals`` at ``resamples``.
 
     Returns:
         The section, or None when no run has natural cells.
@@ -301,9 +301,9 @@ def natural_section(
         row.update({c: summary.get(c, math.nan) for c in conditions})
         have = [float(row[c]) for c in conditions]
         row[NATURAL_MEAN] = float(np.mean(have)) if not np.isnan(have).any() else math.nan
-        cells = _natural_cells(run).set_index("cell")["miou"]
+        mious = _natural_cells(run).set_index("cell")["miou"]
         for cell in (c for cs in densities.values() for c in cs):
-            row[cell] = 100 * float(cells[cell]) if cell in cells.index else math.nan
+            row[cell] = 100 * float(mious[cell]) if cell in mious.index else math.nan
         rows.append(row)
     frame = pd.DataFrame(rows)
     partial = [str(r["model"]) for r in rows if r[NATURAL_MEAN] != r[NATURAL_MEAN]]
@@ -320,28 +320,22 @@ def natural_section(
         check_correlatable(nat_runs)
     samples = None
     if statistics is not None:
-        samples = {}
+        samples, figs = {}, {}
         for run in nat_runs:
-            s = dict(statistics[run.name].figure_samples(resamples=resamples))
+            st = statistics[run.name]
+            s = dict(st.figure_samples(resamples=resamples))
             s[NATURAL_MEAN] = (
                 np.mean(np.stack([s[c] for c in conditions]), 0)
                 if all(c in s for c in conditions)
                 else np.full(resamples + 1, math.nan)
             )
             samples[run.name] = s
-        figs: dict[str, dict[str, tuple[float, float, float]]] = {}
-        for run in nat_runs:
-            s = samples[run.name]
-            figs[run.name] = {k: (float(v[0]), *stats_mod.interval(v[1:])) for k, v in s.items()}
-            cell_iv = statistics[run.name].cell_intervals(resamples)
-            figs[run.name].update(
-                {
-                    c: tuple(100 * v for v in cell_iv[c])
-                    for cs in densities.values()
-                    for c in cs
-                    if c in cell_iv
-                }  # fmt: skip
-            )
+            f = dict(st.figures(resamples=resamples) if figures is None else figures[run.name])
+            f[NATURAL_MEAN] = (float(s[NATURAL_MEAN][0]), *stats_mod.interval(s[NATURAL_MEAN][1:]))
+            cell_iv = st.cell_intervals(resamples) if cells is None else cells[run.name]
+            f.update({c: tuple(100 * v for v in cell_iv[c])
+                      for cs in densities.values() for c in cs if c in cell_iv})  # fmt: skip
+            figs[run.name] = f
         values = [c for c in frame.columns if c != "model"]
         frame = rstats.with_intervals(frame, "model", figs, values)
 
@@ -472,8 +466,6 @@ def _corr_name(rec: Mapping[str, object]) -> str:
 def natural_markdown(section: NaturalSection, level: int = 2, figure: str | None = None) -> str:
     """The section in Markdown (``level``: its heading level; ``figure``: the scatter plot's
     PNG, relative to the page)."""
-    from robustbench_seg.report.tables import frame_markdown, markdown_table
-
     h = "#" * level
     texts = _texts(section)
     labels = section.labels()
@@ -508,10 +500,6 @@ def natural_markdown(section: NaturalSection, level: int = 2, figure: str | None
 
 def natural_html(section: NaturalSection, level: int = 2, figure: str | None = None) -> str:
     """The section as HTML (as :func:`natural_markdown`)."""
-    import html
-
-    from robustbench_seg.report.tables import frame_html
-
     e = html.escape
     texts = _texts(section)
     labels = section.labels()
@@ -528,14 +516,8 @@ def natural_html(section: NaturalSection, level: int = 2, figure: str | None = N
         ]
     parts.append(f"<h{level + 1}>Rank correlation (Spearman)</h{level + 1}>")
     if section.correlation is not None and len(section.correlation):
-        headers, rows = correlation_rows(section)
-        head = "".join(f"<th>{e(x)}</th>" for x in headers)
-        body = "\n".join(
-            f"<tr><th>{e(r[0])}</th>" + "".join(f"<td>{e(c)}</td>" for c in r[1:]) + "</tr>"
-            for r in rows
-        )
         parts += [
-            f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>",
+            html_table(*correlation_rows(section)),
             f'<p class="note">{e(texts["correlation"])}</p>',
         ]
     if figure is not None:

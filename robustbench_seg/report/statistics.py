@@ -15,12 +15,14 @@ import numpy as np
 import pandas as pd
 
 from corruptions.registry import CORRUPTIONS, get_corruption
+from robustbench_seg import metrics
 from robustbench_seg.compare import COMPARE_COLUMNS, check_comparable, compare_statistics
 from robustbench_seg.data.cityscapes_c import CLEAN
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.metrics import Calibration
 from robustbench_seg.report.tables import Run, Table5, ordered_corruptions
-from robustbench_seg.runs import NATURAL, RunStatistics, load_statistics
+from robustbench_seg.runs import RunStatistics, load_statistics
+from robustbench_seg.stats import _severity_groups
 
 __all__ = [
     "DEFAULT_RELIABILITY",
@@ -30,8 +32,6 @@ __all__ = [
     "calibration_frame",
     "cd_intervals",
     "check_same_images",
-    "check_same_natural_images",
-    "natural_images",
     "comparison_frame",
     "load_run_statistics",
     "parse_reliability",
@@ -77,56 +77,11 @@ def load_run_statistics(runs: Sequence[Run]) -> dict[str, RunStatistics]:
 
 def check_same_images(runs: Sequence[Run], reference: Run) -> None:
     """Refuses runs over other images or cells than ``reference`` (paired comparisons), natural
-    cells included."""
-    why = "a paired comparison needs the same images and cells"
+    cells included (``compare.check_comparable``)."""
     for run in runs:
         if run is not reference:
-            mine, theirs = set(natural_images(run)), set(natural_images(reference))
-            if mine != theirs:
-                raise RobustSegError(
-                    f"{run.path} and {reference.path} were evaluated on different natural-shift "
-                    f"cells ({', '.join(sorted(mine ^ theirs)[:5])}); {why}: evaluate them with "
-                    "the same --natural"
-                )
-            check_comparable((str(run.path), run.config), (str(reference.path), reference.config))
-    check_same_natural_images(runs, reference, why)
-
-
-def natural_images(run: Run) -> dict[str, tuple[object, object]]:
-    """Natural cell -> (images_sha256, num_images) as ``run.json`` records them."""
-    return {
-        str(n.get("cell")): (n.get("images_sha256"), n.get("num_images"))
-        for n in run.config.get("natural", []) or []
-        if isinstance(n, dict)
-    }
-
-
-def check_same_natural_images(runs: Sequence[Run], reference: Run, why: str) -> None:
-    """Refuses runs whose natural-shift cells (``acdc:fog``) shared with ``reference`` are over
-    other images than its (``run.json``'s ``natural`` entries); ``why`` ends the message.
-
-    Raises:
-        RobustSegError: Other images, or a natural cell whose images the run does not record.
-    """
-    ref = natural_images(reference)
-    for run in runs:
-        if run is reference:
-            continue
-        mine = natural_images(run)
-        cells = run.cells
-        for cell in cells.loc[cells["category"] == NATURAL, "cell"]:
-            if cell in ref and cell not in mine:
-                raise RobustSegError(
-                    f"cannot tell which images {run.path} evaluated {cell} on (its run.json "
-                    f"lacks the natural entry of the cell); {why}"
-                )
-        for cell in sorted(set(mine) & set(ref)):
-            (sha_a, n_a), (sha_b, n_b) = mine[cell], ref[cell]
-            if sha_a is None or sha_b is None or (sha_a, n_a) != (sha_b, n_b):
-                raise RobustSegError(
-                    f"{run.path} and {reference.path} were evaluated on different images of "
-                    f"{cell} ({n_a} vs {n_b} images, image lists differ); {why}"
-                )
+            check_comparable((str(run.path), run.config), (str(reference.path), reference.config),
+                             "a paired comparison needs the same images and cells")  # fmt: skip
 
 
 def with_intervals(
@@ -171,23 +126,24 @@ def with_intervals(
 
 def table5_intervals(
     t5: Table5,
-    runs: Sequence[Run],
-    statistics: Mapping[str, RunStatistics],
-    baseline: Run | None,
+    figures: Mapping[str, Mapping[str, tuple[float, float, float]]],
+    images: int,
     resamples: int,
 ) -> Table5:
-    """Table 5 with the 95% interval of every run's figure (``X_lo``, ``X_hi``); mCD's from
-    resamples shared with the baseline (paired). Published rows get NaN, and a note says what
-    the half-width is."""
-    base = statistics[baseline.name] if baseline is not None else None
-    figs = {r.name: statistics[r.name].figures(base, resamples) for r in runs}
-    if baseline is not None:
-        figs[baseline.name] = statistics[baseline.name].figures(base, resamples)
-    frame = with_intervals(t5.frame, "model", figs, t5.value_columns)
-    n = len(next(iter(statistics.values())).image_ids)
+    """Table 5 with the 95% interval of every run's figure (``X_lo``, ``X_hi``); published rows
+    get NaN, and a note says what the half-width is.
+
+    Args:
+        t5: The table.
+        figures: Per run name, ``RunStatistics.figures`` (with a baseline: paired with it, so
+            mCD's interval is paired).
+        images: The images resampled.
+        resamples: Their resamples.
+    """
+    frame = with_intervals(t5.frame, "model", figures, t5.value_columns)
     note = (
         f"± : half-width of the 95% image-level percentile bootstrap interval ({resamples} "
-        f"resamples of the {n} images, shared by all cells and by runs over the same images, "
+        f"resamples of the {images} images, shared by all cells and by runs over the same images, "
         "so mCD and differences are paired), max(point - lower, upper - point): the interval "
         "lies within value ± half-width. Bounds in table5.csv (X_lo, X_hi)."
     )
@@ -195,30 +151,37 @@ def table5_intervals(
 
 
 def cd_intervals(
-    cd: pd.DataFrame, statistics: Mapping[str, RunStatistics], baseline: Run, resamples: int
+    cd: pd.DataFrame, figures: Mapping[str, Mapping[str, tuple[float, float, float]]]
 ) -> pd.DataFrame:
-    """The CD table with the paired 95% interval of every CD and mCD."""
-    base = statistics[baseline.name]
+    """The CD table with the paired 95% interval of every CD and mCD (``figures``: per run name,
+    ``RunStatistics.figures`` paired with the baseline)."""
     figs = {}
     for name in cd["model"]:
-        f = statistics[name].figures(base, resamples)
+        f = figures[name]
         figs[name] = {k.removeprefix("CD:"): v for k, v in f.items() if k.startswith("CD:")}
         figs[name]["mCD"] = f["mCD"]
     return with_intervals(cd, "model", figs, [c for c in cd.columns if c != "model"])
 
 
-def severity_intervals(sev: pd.DataFrame, st: RunStatistics, resamples: int) -> pd.DataFrame:
+def severity_intervals(
+    sev: pd.DataFrame,
+    figures: Mapping[str, tuple[float, float, float]],
+    cells: Mapping[str, tuple[float, float, float]],
+) -> pd.DataFrame:
     """A run's severity table (``tables.severity_frame``) with the interval of every cell and
-    of each corruption's mean over its severities (percent)."""
-    cells = {c: tuple(100 * v for v in t) for c, t in st.cell_intervals(resamples).items()}
-    figs = st.figures(resamples=resamples)
+    of each corruption's mean over its severities (percent).
+
+    Args:
+        sev: The table.
+        figures: The run's ``RunStatistics.figures`` (percent).
+        cells: The run's ``RunStatistics.cell_intervals`` (fractions).
+    """
+    pct = {c: tuple(100 * v for v in t) for c, t in cells.items()}
     sev_cols = [c for c in sev.columns if c.isdigit()]
     per_row: dict[str, dict[str, tuple[float, float, float]]] = {}
     for corruption in sev["corruption"]:
-        row = {"mean": figs[corruption]}
-        row.update(
-            {s: cells[f"{corruption}-{s}"] for s in sev_cols if f"{corruption}-{s}" in cells}
-        )
+        row = {"mean": figures[corruption]}
+        row.update({s: pct[f"{corruption}-{s}"] for s in sev_cols if f"{corruption}-{s}" in pct})
         per_row[corruption] = row
     return with_intervals(sev, "corruption", per_row, [*sev_cols, "mean"])
 
@@ -251,13 +214,10 @@ def comparison_frame(
 
 def _conditions(cells: Sequence[str]) -> dict[str, list[str]]:
     """clean and each corruption (Table 5 order) -> its cells."""
-    groups: dict[str, list[str]] = {}
-    if CLEAN in cells:
-        groups[CLEAN] = [CLEAN]
-    corr = {c.rpartition("-")[0] for c in cells if c != CLEAN}
-    for corruption in ordered_corruptions(corr):
-        groups[corruption] = [c for c in cells if c.rpartition("-")[0] == corruption]
-    return groups
+    groups = _severity_groups(cells)
+    out = {CLEAN: [CLEAN]} if CLEAN in cells else {}
+    out.update({c: groups[c] for c in ordered_corruptions(groups)})
+    return out
 
 
 def calibration_frame(runs: Sequence[Run], statistics: Mapping[str, RunStatistics]) -> pd.DataFrame:
@@ -385,17 +345,18 @@ def worst_decile_frame(run: Run, st: RunStatistics) -> pd.DataFrame:
         ``model``, ``cell``, ``corruption``, ``severity``, ``images``, ``worst_decile``,
         ``p10``, ``worst_image``, ``worst_image_miou``.
     """
-    frame = st.per_image_frame()
+    miou = 100 * metrics.miou_from_counts(st.counts)  # (N, C)
+    n = miou.shape[0]
+    image_ids = np.asarray(
+        st.image_ids if len(st.image_ids) == n else [str(i) for i in range(n)], dtype=object
+    )
+    cells = run.cells.set_index("cell")
     rows = []
-    for cell in st.cells:
-        g = frame[frame["cell"] == cell]
-        v = 100 * g["miou"].to_numpy(dtype=float)
-        ids = g["image_id"].to_numpy(dtype=object)
-        ok = ~np.isnan(v)
-        v, ids = v[ok], ids[ok]
-        corruption, _, sev = cell.rpartition("-") if cell != CLEAN else (CLEAN, "", "0")
-        row = {"model": run.name, "cell": cell, "corruption": corruption, "severity": int(sev),
-               "images": int(v.size)}  # fmt: skip
+    for j, cell in enumerate(st.cells):
+        ok = ~np.isnan(miou[:, j])
+        v, ids = miou[ok, j], image_ids[ok]
+        row = {"model": run.name, "cell": cell, "corruption": str(cells.at[cell, "corruption"]),
+               "severity": int(cells.at[cell, "severity"]), "images": int(v.size)}  # fmt: skip
         if v.size:
             order = np.argsort(v, kind="stable")
             k = math.ceil(WORST_SHARE * v.size)

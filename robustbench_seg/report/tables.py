@@ -32,11 +32,11 @@ __all__ = [
     "frame_html",
     "frame_markdown",
     "half_width",
+    "html_table",
     "load_reference",
     "load_runs",
     "markdown_table",
     "ordered_corruptions",
-    "interval_columns",
     "run_summary",
     "severity_frame",
     "table5",
@@ -227,11 +227,6 @@ class Table5:
         """``clean``, the corruptions and the summary columns, in column order."""
         return ["clean", *self.corruptions, *self.metrics]
 
-    @property
-    def has_intervals(self) -> bool:
-        """Whether the frame holds ``X_lo`` / ``X_hi`` columns."""
-        return "clean_lo" in self.frame.columns
-
     def groups(self) -> list[tuple[str, list[str]]]:
         """(category, its corruption columns) in column order."""
         return [
@@ -261,13 +256,13 @@ def run_summary(run: Run) -> dict[str, float]:
 
 
 def _protocol_note(run: Run) -> str | None:
+    if not run.corruption_cells():
+        return f"{run.name}: no corruption cells, so no mPC or rPC."
     odd = []
     for corruption, g in run.cells[run.cells["corruption"] != "clean"].groupby("corruption"):
         sev = tuple(sorted(int(s) for s in g["severity"]))
         if corruption in BENCHMARK and sev != protocol_severities(corruption):
             odd.append(f"{corruption} {','.join(map(str, sev))}")
-    if not run.corruption_cells():
-        return f"{run.name}: no corruption cells, so no mPC or rPC."
     missing = [c for c in BENCHMARK if c not in set(run.cells["corruption"])]
     parts = []
     if odd:
@@ -488,7 +483,7 @@ def half_width(point: float, lo: float, hi: float) -> float:
     return max(float(point) - float(lo), float(hi) - float(point))
 
 
-def interval_columns(frame: pd.DataFrame) -> set[str]:
+def _interval_columns(frame: pd.DataFrame) -> set[str]:
     """The columns ``X`` of ``frame`` that come with ``X_lo`` and ``X_hi``."""
     cols = set(frame.columns)
     return {c for c in cols if f"{c}_lo" in cols and f"{c}_hi" in cols}
@@ -496,17 +491,17 @@ def interval_columns(frame: pd.DataFrame) -> set[str]:
 
 def _shown_columns(frame: pd.DataFrame, first: str) -> list[str]:
     """The displayed columns: ``X_lo`` / ``X_hi`` are shown as ``X``'s half-width."""
-    hidden = {f"{c}{s}" for c in interval_columns(frame) for s in ("_lo", "_hi")}
+    hidden = {f"{c}{s}" for c in _interval_columns(frame) for s in ("_lo", "_hi")}
     return [c for c in frame.columns if c != first and c not in hidden]
 
 
-def _with_pm(value: str, rec: dict[str, Any], col: str, digits: int, pm: str) -> str:
-    """``value`` followed by ``pm`` (a format with ``{}`` for the half-width) when ``rec`` has
-    the bounds of ``col``."""
+def _half_width_text(rec: dict[str, Any], col: str, digits: int) -> str | None:
+    """The half-width of ``col`` at ``digits`` decimals, None when ``rec`` has no bounds of it
+    (or a missing one)."""
     if f"{col}_lo" not in rec:
-        return value
+        return None
     hw = half_width(rec[col], rec[f"{col}_lo"], rec[f"{col}_hi"])
-    return value if math.isnan(hw) else value + pm.format(fmt(hw, digits))
+    return None if math.isnan(hw) else fmt(hw, digits)
 
 
 def _best(t: Table5, digits: int = 1) -> dict[str, float]:
@@ -531,9 +526,8 @@ def _cells(t: Table5, bold: tuple[str, str], missing: str, pm: str) -> list[list
             s = fmt(v, missing=missing)
             if s != missing and col in best and round(float(v), 1) == best[col]:
                 s = f"{bold[0]}{s}{bold[1]}"
-            if s != missing:
-                s = _with_pm(s, rec, col, 1, pm)
-            row.append(s)
+            hw = _half_width_text(rec, col, 1) if s != missing else None
+            row.append(s if hw is None else s + pm.format(hw))
         out.append(row)
     return out
 
@@ -544,6 +538,17 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: 
     rule = [":---" if i < left else "---:" for i in range(len(headers))]
     lines = ["| " + " | ".join(r) + " |" for r in [esc[0], rule, *esc[1:]]]
     return "\n".join(lines)
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An HTML table of text cells (escaped here), the first column as row headers."""
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "\n".join(
+        f"<tr><th>{e(r[0])}</th>" + "".join(f"<td>{e(c)}</td>" for c in r[1:]) + "</tr>"
+        for r in rows
+    )
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
 def _header_labels(t: Table5) -> list[str]:
@@ -677,8 +682,7 @@ def _frame_cells(
                 cells.append((r[c], None))
                 continue
             d = digits if isinstance(digits, int) else digits.get(c, 1)
-            hw = half_width(r[c], r[f"{c}_lo"], r[f"{c}_hi"]) if f"{c}_lo" in r else math.nan
-            cells.append((fmt(r[c], d), None if math.isnan(hw) else fmt(hw, d)))
+            cells.append((fmt(r[c], d), _half_width_text(r, c, d)))
         rows.append((str(r[first]), cells))
     return cols, rows
 
