@@ -116,6 +116,63 @@ def test_confident_pixels_take_torchmetrics_slot_for_confidence_one():
     assert abs(cal.ece - ece) < 1e-6 and abs(cal.nll - nll) < 1e-6 and abs(cal.brier - brier) < 1e-6
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("scale", [0.05, 4.0, 40.0])
+def test_cpu_kernel_equals_the_torch_sums(threads, scale):
+    """The numba pass (CPU) against the torch operations (any device) on the same logits: equal
+    slot counts, and sums to float rounding, with ignored (255, -1, K) pixels, an odd size,
+    confidences of 1.0 and logit gaps past the kernel's clamp of the exponential (scale 40);
+    the same bits whatever the number of threads."""
+    from robustbench_seg.engine.calibration_cpu import calibration_sums_cpu
+    from robustbench_seg.engine.scoring import _EDGES, calibration_sums_torch
+
+    gen = torch.Generator().manual_seed(int(scale * 100) + threads)
+    logits = torch.randn(3, K, 45, 37, generator=gen) * scale  # 135 rows: 5 blocks
+    logits[1, 4, :3] = 200.0  # softmax exactly 1.0: torchmetrics' extra slot
+    labels = torch.randint(0, K, (3, 45, 37), generator=gen)
+    labels[0, :2] = 255
+    labels[1, :, :5] = -1
+    labels[2, 7] = K
+    top, pred = logits.max(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fast = calibration_sums_cpu(logits, top, pred, labels, _EDGES)
+    finally:
+        torch.set_num_threads(before)
+    ref = calibration_sums_torch(logits.clone(), top, pred, labels, K)
+    valid = int(((labels >= 0) & (labels < K)).sum())
+    assert int(fast[0].sum()) == valid == int(ref[0].sum())
+    assert int(fast[2].sum()) == int(ref[2].sum()) == int(((pred == labels) & (labels >= 0)).sum())
+    assert fast[0][15] >= 3 * (37 - 5)  # the saturated pixels (less the ignored ones)
+    # a confidence within an ulp of an edge may land in the next slot (the two sum the 19
+    # exponentials in another order): at most one pixel in each test case does
+    moved = int((fast[0] - ref[0]).abs().sum()) // 2
+    assert moved <= 1 and int((fast[2] - ref[2]).abs().sum()) <= 2 * moved
+    assert float((fast[1] - ref[1]).abs().sum()) <= 2.0 * moved + 1e-6 * float(ref[1].sum())
+    for a, b in zip(fast[3:], ref[3:], strict=True):  # nll, brier sums
+        assert abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
+    # and the figures the report prints
+    ca, cb = (
+        Calibration(*(t.numpy() for t in x[:3]), float(x[3]), float(x[4])) for x in (fast, ref)
+    )
+    assert abs(ca.ece - cb.ece) <= 1e-6 + 2 * moved / valid
+    assert abs(ca.nll - cb.nll) <= 1e-7 and abs(ca.brier - cb.brier) <= 1e-7
+    # the same sums, to the last bit, with another number of threads
+    torch.set_num_threads(2 if threads != 2 else 1)
+    try:
+        other = calibration_sums_cpu(logits, top, pred, labels, _EDGES)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(fast, other, strict=True))
+    as_uint8 = torch.where(labels < 0, 255, labels).to(torch.uint8)
+    again = calibration_sums_cpu(logits, top, pred, as_uint8, _EDGES)
+    assert torch.equal(again[0], fast[0]) and torch.equal(again[2], fast[2])
+    # uint8 labels (what evaluate passes) give the same sums
+    assert all(torch.equal(a, b) for a, b in zip(again, fast, strict=True))
+    assert int(calibration_sums_torch(logits.clone(), top, pred, as_uint8, K)[0].sum()) == valid
+
+
 def test_evaluate_keeps_per_image_counts_and_calibration(tmp_path):
     city = tmp_path / "cs"
     make_fake_cityscapes(city, (2, 1), size=(48, 96))
