@@ -173,6 +173,29 @@ def test_cpu_kernel_equals_the_torch_sums(threads, scale):
     assert int(calibration_sums_torch(logits.clone(), top, pred, as_uint8, K)[0].sum()) == valid
 
 
+def test_cpu_kernel_exp_and_log_within_two_ulps():
+    """The kernel's vectorisable float32 exp (on [-87, 0]) and log (on [1, 1e6], what it takes:
+    sums of at least one exponential) against float64 numpy."""
+    from robustbench_seg.engine.calibration_cpu import _exp, _log
+
+    x = np.concatenate([-np.geomspace(1e-7, 87, 3000), np.linspace(-87, 0, 3001)]).astype(
+        np.float32
+    )
+    got = np.array([_exp(v) for v in x], np.float64)
+    want = np.exp(x.astype(np.float64))
+    ulp = np.spacing(want.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got - want) / ulp) <= 2.0
+    v = np.concatenate([np.geomspace(1.0, 1e6, 3000), 1 + np.arange(200) * 1.2e-7]).astype(
+        np.float32
+    )
+    got = np.array([_log(u) for u in v], np.float64)
+    want = np.log(v.astype(np.float64))
+    nonzero = want > 0  # log(1) = 0 is checked exactly below
+    ulp = np.spacing(want[nonzero].astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got[nonzero] - want[nonzero]) / ulp) <= 2.0
+    assert float(_log(np.float32(1.0))) == 0.0 and float(_exp(np.float32(0.0))) == 1.0
+
+
 def test_evaluate_keeps_per_image_counts_and_calibration(tmp_path):
     city = tmp_path / "cs"
     make_fake_cityscapes(city, (2, 1), size=(48, 96))
