@@ -231,7 +231,8 @@ def calibration_sums_cpu(
                     return
                 _sum_blocks(*args, b, b + 1, count, conf_sum, correct, sums)
 
-        jobs = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
+        pool = _pool(threads - 1)
+        jobs = [pool.submit(work) for _ in range(threads - 1)]
         work()  # this thread too
         for job in jobs:
             job.result()
