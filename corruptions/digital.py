@@ -128,7 +128,7 @@ def contrast(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
         The corrupted uint8 image.
     """
     c = CONTRAST_FACTOR[severity - 1]
-    x = np.arange(256, dtype=np.float64)[:, None] / 255.0  # (256, 1): the grey levels / 255.
+    x = UNIT[:, None]  # (256, 1): the grey levels / 255.
     # The reference's means are NumPy's float64 mean of image / 255. Their exact value is
     # S / (255 N), S the channel's integer sum (recovered exactly from cv2.mean); the two
     # differ by a few ulps, which changes a truncated level only if the level lies within

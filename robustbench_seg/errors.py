@@ -60,6 +60,13 @@ def os_error_line(exc: OSError) -> str:
 _ERRNO = re.compile(r"\[Errno (\d+)\] ([^:]+)(?:: '(.*)')?$")
 
 
+def exception_line(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"`` of an exception from code we do not own (a
+    user's model builder, transformers), for a one-line error."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def _worker_origin(message: str) -> tuple[str, str] | None:
     """(exception type name, message) of the error a DataLoader worker raised, from the text
     torch re-raises it with; None when ``message`` is not such a text."""

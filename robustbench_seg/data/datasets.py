@@ -100,11 +100,7 @@ class Dataset:
             RobustSegError: Unknown split or condition, a missing layout, no images, an image
                 without its label.
         """
-        split = split or self.default_split
-        if split not in self.splits:
-            raise RobustSegError(
-                f"dataset {self.name} has no split {split!r}; its splits: {', '.join(self.splits)}"
-            )
+        split = self._split(split)
         if self.conditions:
             if condition is None:
                 raise RobustSegError(
@@ -122,18 +118,21 @@ class Dataset:
             raise RobustSegError(f"dataset {self.name}: no images in split {split}")
         return sorted(pairs, key=lambda p: p.image_id)
 
+    def _split(self, split: str | None) -> str:
+        """``split`` (default: the dataset's), checked."""
+        split = split or self.default_split
+        if split not in self.splits:
+            raise RobustSegError(
+                f"dataset {self.name} has no split {split!r}; its splits: {', '.join(self.splits)}"
+            )
+        return split
+
     def images(self, root: str | os.PathLike | None, split: str | None = None,
                condition: str | None = None) -> list[ImageEntry]:  # fmt: skip
         """The images of ``split`` sorted by id (what a corrupted tree is made of); Cityscapes
         lists them without their labels (its test split has none)."""
         if self.image_lister is not None and condition is None:
-            split = split or self.default_split
-            if split not in self.splits:
-                raise RobustSegError(
-                    f"dataset {self.name} has no split {split!r}; its splits: "
-                    f"{', '.join(self.splits)}"
-                )
-            return self.image_lister(self.resolve_root(root), split)
+            return self.image_lister(self.resolve_root(root), self._split(split))
         return [p.image for p in self.pairs(root, split, condition)]
 
 

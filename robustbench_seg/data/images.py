@@ -170,12 +170,13 @@ def check_image_file(
     """
     from robustbench_seg.data.png import check_png_bytes
 
-    raw = Path(path).read_bytes()
-    if raw.startswith(PNG_SIGNATURE):
+    with open(path, "rb") as fh:
+        head = fh.read(33)
+        png = head.startswith(PNG_SIGNATURE)
+        raw = head + fh.read() if png or digest else head  # another format: its header only
+    if png:
         check_png_bytes(raw, path)
-        shape = check_image_info(image_info(path, raw[:33]), Path(path)).shape
-    else:
-        shape = check_image_info(image_info(path), Path(path)).shape
+    shape = check_image_info(image_info(path, head), Path(path)).shape
     return shape, hashlib.sha256(raw).hexdigest() if digest else None
 
 

@@ -43,10 +43,6 @@ class ImageEntry:
     path: Path
     rel_path: str
 
-    @property
-    def city(self) -> str:
-        return self.image_id.split("/", 1)[0]
-
 
 @dataclass(frozen=True)
 class Pair:

@@ -21,6 +21,7 @@ from robustbench_seg.data.pairs import Pair, load_label
 from robustbench_seg.engine.inference import predict_logits, preprocess
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.models.registry import Preprocessing
+from robustbench_seg.sizes import hw
 
 __all__ = [
     "Measurement", "Segmenter", "calibration_sums", "calibration_sums_torch", "per_image_confusion",
@@ -193,13 +194,11 @@ class Segmenter:
             )  # fmt: skip
         settings = dict(self.settings)
         if settings["mode"] == "auto":
-            ch, cw = (
-                (settings["crop"],) * 2 if isinstance(settings["crop"], int) else settings["crop"]
-            )
+            ch, cw = hw(settings["crop"])
             settings["mode"] = "whole" if x.shape[-2] <= ch and x.shape[-1] <= cw else "slide"
         out = predict_logits(self.net, x, out_size=tuple(out_size), **settings)  # type: ignore[arg-type]
-        # NaN and inf reach the maximum or the minimum: two reductions, no full-size temporary
-        if not bool(torch.isfinite(torch.stack((out.amax(), out.amin()))).all()):
+        # NaN and inf reach the minimum or the maximum: one reduction, no full-size temporary
+        if not bool(torch.isfinite(torch.stack(torch.aminmax(out))).all()):
             raise RobustSegError(
                 f"the model returned non-finite logits (NaN or inf) for {what}; no number is "
                 "computed from them (check the weights, or use --precision fp32)"

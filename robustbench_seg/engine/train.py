@@ -302,7 +302,7 @@ class TrainResult:
 
 
 def _config(model: str, init: str, seed: int, precision: str, recipe: Recipe,
-            dataset: tuple[str, int] = ("cityscapes", 19)) -> dict[str, Any]:  # fmt: skip
+            dataset: tuple[str, int]) -> dict[str, Any]:  # fmt: skip
     config = {"model": model, "init": init, "seed": seed, "precision": precision, **recipe.hashed()}
     if dataset != ("cityscapes", 19):  # runs on Cityscapes keep the hash they had before
         config["dataset"], config["num_classes"] = dataset
@@ -477,7 +477,7 @@ def _open_run(
     recipe: Recipe,
     resume: bool,
     info: runtime.DistInfo,
-    dataset: tuple[str, int] = ("cityscapes", 19),
+    dataset: tuple[str, int],
 ) -> _Run:
     """Checks the run directory against ``resume`` and writes its ``config.json`` (rank 0).
 

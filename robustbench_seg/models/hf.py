@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_seg.errors import RobustSegError
+from robustbench_seg.errors import RobustSegError, exception_line
 from robustbench_seg.models.registry import Preprocessing
 from robustbench_seg.models.weights import HF_PREFIX, hf_snapshot, is_hf_spec, parse_hf_spec
 
@@ -348,10 +348,9 @@ class HFSegmentationModel(nn.Module):
         super().__init__()
         self.model, self.kind = model, kind
         self.num_classes = len(output_classes)
-        self.num_labels = len(model.config.id2label)
         # In the state dict, so that the weights' sha256 (a run's identity) covers the mapping.
         self.register_buffer("output_classes", torch.tensor(list(output_classes), dtype=torch.long))
-        self._all = list(output_classes) == list(range(self.num_labels))
+        self._all = list(output_classes) == list(range(len(model.config.id2label)))
         if task_inputs is not None:
             self.register_buffer("task_inputs", task_inputs, persistent=False)
 
@@ -406,11 +405,6 @@ def _transformers() -> Any:
     return transformers
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def _image_processor(T: Any, folder: Path, model_type: str, what: str) -> Any:
     if not (folder / "preprocessor_config.json").is_file():
         raise RobustSegError(
@@ -429,7 +423,9 @@ def _image_processor(T: Any, folder: Path, model_type: str, what: str) -> Any:
             config.update(repo_path=None, class_info_file=str(info))
             return T.OneFormerImageProcessor.from_dict(config)
     except Exception as exc:  # noqa: BLE001 - any failure to read it is one line
-        raise RobustSegError(f"{what}: cannot read its image processor: {_one_line(exc)}") from exc
+        raise RobustSegError(
+            f"{what}: cannot read its image processor: {exception_line(exc)}"
+        ) from exc
 
 
 def _task_inputs(T: Any, folder: Path, config: Any, what: str) -> torch.Tensor:
@@ -439,7 +435,7 @@ def _task_inputs(T: Any, folder: Path, config: Any, what: str) -> torch.Tensor:
         tokenizer = T.AutoTokenizer.from_pretrained(folder)
     except Exception as exc:  # noqa: BLE001
         raise RobustSegError(
-            f"{what}: OneFormer needs its tokenizer for the task input: {_one_line(exc)}"
+            f"{what}: OneFormer needs its tokenizer for the task input: {exception_line(exc)}"
         ) from exc
     tokens = tokenizer(
         ["the task is semantic"], padding="max_length", max_length=config.task_seq_len,
@@ -480,7 +476,7 @@ def load_hf_model(
     try:
         config = T.AutoConfig.from_pretrained(folder)
     except Exception as exc:  # noqa: BLE001
-        raise RobustSegError(f"{name}: cannot read its config.json: {_one_line(exc)}") from exc
+        raise RobustSegError(f"{name}: cannot read its config.json: {exception_line(exc)}") from exc
     model_type = config.model_type
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES as semantic,
@@ -516,7 +512,7 @@ def load_hf_model(
     try:
         model, info = cls.from_pretrained(folder, output_loading_info=True)
     except Exception as exc:  # noqa: BLE001
-        raise RobustSegError(f"{name}: cannot load the model: {_one_line(exc)}") from exc
+        raise RobustSegError(f"{name}: cannot load the model: {exception_line(exc)}") from exc
     bad = [*info.get("missing_keys", ()), *(str(m[0]) for m in info.get("mismatched_keys", ()))]
     if bad:
         raise RobustSegError(

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_seg.errors import RobustSegError
+from robustbench_seg.errors import RobustSegError, exception_line
 from robustbench_seg.models.registry import (
     MMSEG_PREPROCESSING,
     TAG_SEPARATOR,
@@ -329,7 +329,7 @@ def _load_builder(spec: str) -> Callable[..., Any]:
         try:
             mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - any error in the user's file is one line
-            raise RobustSegError(f"custom model {path}: {_one_line(exc)}") from exc
+            raise RobustSegError(f"custom model {path}: {exception_line(exc)}") from exc
     else:
         try:
             module = importlib.import_module(target)
@@ -341,11 +341,6 @@ def _load_builder(spec: str) -> Callable[..., Any]:
     return fn
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def _from_builder(spec: str, weights: str | os.PathLike[str] | None) -> LoadedModel:
     fn = _load_builder(spec)
     try:
@@ -353,7 +348,7 @@ def _from_builder(spec: str, weights: str | os.PathLike[str] | None) -> LoadedMo
     except RobustSegError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's build() failing is one line
-        raise RobustSegError(f"custom model {spec}: build() raised {_one_line(exc)}") from exc
+        raise RobustSegError(f"custom model {spec}: build() raised {exception_line(exc)}") from exc
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module)):
         raise RobustSegError(
             f"custom model {spec}: the builder must return (nn.Module, metadata dict)"
