@@ -114,6 +114,7 @@ def run_demo(
     """
     from robustbench_seg.analysis.erf import compute_erf
     from robustbench_seg.data.cityscapes_c import generate_cityscapes_c
+    from robustbench_seg.data.datasets import FOGGY_BETAS
     from robustbench_seg.data.synthetic import make_synthetic_city
     from robustbench_seg.engine.evaluate import evaluate
     from robustbench_seg.report import ReportWarning, build_report, tables
@@ -184,7 +185,8 @@ def run_demo(
                     natural=["foggy-cityscapes"],
                 )  # fmt: skip
         say(
-            f"evaluated {len(runs)} models on {images} images x {gen.variants + 1 + 3} cells "
+            f"evaluated {len(runs)} models on {images} images x "
+            f"{gen.variants + 1 + len(FOGGY_BETAS)} cells "
             f"({timings['evaluate']:.1f} s)"
         )
 

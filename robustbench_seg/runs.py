@@ -464,13 +464,18 @@ class RunStatistics:
             out[cell] = (float(v[0]), *stats_mod.interval(v[1:]))
         return out
 
+    def row_ids(self) -> list[str]:
+        """The image id of each row of ``counts`` (its row number when the ids do not fit)."""
+        n = self.counts.shape[0]
+        return self.image_ids if len(self.image_ids) == n else [str(i) for i in range(n)]
+
     def per_image_frame(self):
         """One row per image and cell: ``image_id``, ``cell``, ``miou`` (fraction)."""
         import pandas as pd
 
         miou = metrics.miou_from_counts(self.counts)  # (N, C)
         n, c = miou.shape
-        ids = self.image_ids if len(self.image_ids) == n else [str(i) for i in range(n)]
+        ids = self.row_ids()
         frames = [pd.DataFrame({
             "image_id": np.repeat(np.asarray(ids, dtype=object), c),
             "cell": np.tile(np.asarray(self.cells, dtype=object), n),
@@ -479,7 +484,7 @@ class RunStatistics:
         for cell, (counts, nat_ids) in self.natural.items():
             frames.append(pd.DataFrame({"image_id": nat_ids, "cell": cell,
                                         "miou": metrics.miou_from_counts(counts)}))  # fmt: skip
-        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return pd.concat(frames, ignore_index=True)
 
 
 def load_statistics(run_dir: str | os.PathLike) -> RunStatistics | None:

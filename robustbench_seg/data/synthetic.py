@@ -193,20 +193,24 @@ class _Scene:
         """Fill planar 3-D polygons, (N, 3) or (K, N, 3); their depth is their plane's, pixel
         by pixel."""
         self._z_hint = None
-        self.fill(self.uv(pts), colour, label)
+        uv = self.uv(pts)
+        self.fill(uv, colour, label)
         if self.depth is None:
             return
         pts = np.asarray(pts, np.float64)
-        for poly in pts if pts.ndim == 3 else pts[None]:  # (K, N, 3) or (N, 3)
-            self._plane_depth(poly)
+        if pts.ndim == 2:  # (N, 3) -> (1, N, 3)
+            pts, uv = pts[None], uv[None]
+        for poly, poly_uv in zip(pts, uv, strict=True):
+            self._plane_depth(poly, poly_uv)
 
-    def _plane_depth(self, pts: np.ndarray) -> None:
-        """Depth of the polygon's plane where the polygon covers the image: a pixel's ray
-        ``(z (u - cx) / f, hc - z (v - cy) / f, z)`` meets the plane ``n . p = d``."""
+    def _plane_depth(self, pts: np.ndarray, uv: np.ndarray) -> None:
+        """Depth of the polygon's plane (``pts``, projected to ``uv``) where the polygon covers
+        the image: a pixel's ray ``(z (u - cx) / f, hc - z (v - cy) / f, z)`` meets the plane
+        ``n . p = d``."""
         normal = np.cross(pts[1] - pts[0], pts[2] - pts[0])  # Newell's method would average
         if not np.any(normal):
             return
-        poly = self._clipped(self.uv(pts))
+        poly = self._clipped(uv)
         if not poly:
             return
         x0, y0 = np.floor(np.min([p.min(0) for p in poly], 0) / _SUB).astype(int)

@@ -77,7 +77,6 @@ class _Statistics:
     calibration_md: str  # that table in Markdown
     reliability: dict[str, list[tuple[str, list[Any]]]]  # run name -> its diagrams' grid
     severity: dict[str, Any]  # run name -> severity table with intervals
-    figures: dict[str, dict[str, tuple[float, float, float]]]  # run name -> figure -> interval
     bands: dict[str, dict[str, tuple[float, float, float]]]  # run name -> cell -> interval
     worst: dict[str, Any]  # run name -> per-cell worst decile
     worst_shown: dict[str, Any]  # run name -> its worst decile per Table 5 column, as shown
@@ -223,11 +222,7 @@ def build_report(
     resamples = DEFAULT_RESAMPLES if resamples is None else resamples
     if ci:  # every refusal before anything is written
         t5, cd, st = _statistics(t5, cd, run_list, shown, base, reliability, resamples)
-    nat = (
-        rnatural.natural_section(shown)
-        if st is None
-        else rnatural.natural_section(shown, st.data, resamples, figures=st.figures, cells=st.bands)
-    )
+    nat = rnatural.natural_section(shown, st and st.data, resamples)
 
     lock = None if owned else claim_dir(out, "report", recognise=_is_report)
     try:
@@ -273,7 +268,6 @@ def _statistics(t5, cd, run_list, shown, base, reliability, resamples):
             r.name: rstats.severity_intervals(tables.severity_frame(r), figs[r.name], cells[r.name])
             for r in shown
         },
-        figures=figs,
         bands=cells,
         worst=worst,
         worst_shown={

@@ -520,7 +520,7 @@ def plot_qualitative(
     if not rows or source is None:
         return None, warns
     data, root = source  # the first run's dataset
-    class_names, palette = data.classes(root), data.palette(root)
+    class_names, palette = data.class_source(root)
     h, w = rows[0].image.shape[:2]
     cols = 2 + len(names)
     pw = 3.0

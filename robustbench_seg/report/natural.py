@@ -32,7 +32,7 @@ from robustbench_seg.report.tables import (
     markdown_table,
     run_summary,
 )
-from robustbench_seg.runs import NATURAL, RunStatistics, natural_figure
+from robustbench_seg.runs import NATURAL, RunStatistics, natural_figure, natural_severity
 
 __all__ = [
     "MIN_MODELS",
@@ -202,10 +202,6 @@ def check_correlatable(runs: Sequence[Run]) -> None:
         check_natural(a, b, _WHY)
 
 
-def _values(frame: pd.DataFrame, models: Sequence[str], figure: str) -> np.ndarray:
-    return frame.set_index("model").loc[list(models), figure].to_numpy(dtype=np.float64)
-
-
 def _correlation(
     frame: pd.DataFrame,
     conditions: Sequence[str],
@@ -214,9 +210,11 @@ def _correlation(
 ) -> pd.DataFrame:
     """Spearman's rho of mPC / rPC with the natural mean and each condition, per weighting."""
     models = list(frame["model"])
+    by_model = frame.set_index("model").loc[models]
     rows = []
     for syn in SYNTHETIC:
-        lacking = [m for m, v in zip(models, _values(frame, models, syn), strict=True) if v != v]
+        point = by_model[syn].to_numpy(dtype=np.float64)
+        lacking = [m for m, v in zip(models, point, strict=True) if v != v]
         if lacking:
             notes.append(
                 f"Spearman's ρ with {syn} is not shown: {', '.join(lacking)} "
@@ -228,12 +226,14 @@ def _correlation(
                 )
             )
             continue
+        if samples is None:  # the point estimate alone
+            x = point[None]
+        else:
+            x = np.stack([samples[m][syn] for m in models], 1)  # (1 + B, n)
         for nat in [NATURAL_MEAN, *conditions]:
-            if samples is None:  # the point estimate alone
-                x = _values(frame, models, syn)[None]
-                y = _values(frame, models, nat)[None]
+            if samples is None:
+                y = by_model[nat].to_numpy(dtype=np.float64)[None]
             else:
-                x = np.stack([samples[m][syn] for m in models], 1)  # (1 + B, n)
                 y = np.stack([samples[m][nat] for m in models], 1)
             rho = spearman_rows(x, y)
             boot = rho[1:]
@@ -252,9 +252,6 @@ def natural_section(
     runs: Sequence[Run],
     statistics: Mapping[str, RunStatistics] | None = None,
     resamples: int = stats_mod.DEFAULT_RESAMPLES,
-    *,
-    figures: Mapping[str, Mapping[str, tuple[float, float, float]]] | None = None,
-    cells: Mapping[str, Mapping[str, tuple[float, float, float]]] | None = None,
 ) -> NaturalSection | None:
     """The synthetic-vs-natural section of the runs that have natural-shift cells.
 
@@ -263,8 +260,6 @@ def natural_section(
         statistics: With ``report --ci``: every run's per-image statistics (keyed by run
             name); adds the 95% intervals of every figure and of the correlations.
         resamples: Bootstrap resamples (with ``statistics``).
-        figures, cells: With ``statistics``, when already computed: per run name, its
-            ``RunStatistics.figures`` and ``RunStatistics.cell_intervals`` at ``resamples``.
 
     Returns:
         The section, or None when no run has natural cells.
@@ -274,23 +269,24 @@ def natural_section(
             and cells (:func:`check_correlatable`); a point estimate from the cells that
             disagrees with ``results.csv``.
     """
-    nat_runs = [r for r in runs if len(_natural_cells(r))]
+    natural = {r.name: _natural_cells(r) for r in runs}
+    nat_runs = [r for r in runs if len(natural[r.name])]
     if not nat_runs:
         return None
     seen: list[str] = []
     for run in nat_runs:
-        for fig in _natural_cells(run)["corruption"]:
+        for fig in natural[run.name]["corruption"]:
             if fig not in seen:
                 seen.append(str(fig))
     conditions = _order(seen)
     densities: dict[str, list[str]] = {}
     for run in nat_runs:
-        for cell in _natural_cells(run)["cell"]:
+        for cell in natural[run.name]["cell"]:
             fig = natural_figure(cell)
             if fig != cell and cell not in densities.setdefault(fig, []):
                 densities[fig].append(str(cell))
     for fig in densities:
-        densities[fig].sort(key=lambda c: int(c.rpartition("-")[2]))
+        densities[fig].sort(key=natural_severity)
     densities = {f: densities[f] for f in conditions if f in densities}
     notes: list[str] = []
     rows = []
@@ -301,7 +297,7 @@ def natural_section(
         row.update({c: summary.get(c, math.nan) for c in conditions})
         have = [float(row[c]) for c in conditions]
         row[NATURAL_MEAN] = float(np.mean(have)) if not np.isnan(have).any() else math.nan
-        mious = _natural_cells(run).set_index("cell")["miou"]
+        mious = natural[run.name].set_index("cell")["miou"]
         for cell in (c for cs in densities.values() for c in cs):
             row[cell] = 100 * float(mious[cell]) if cell in mious.index else math.nan
         rows.append(row)
@@ -330,9 +326,8 @@ def natural_section(
                 else np.full(resamples + 1, math.nan)
             )
             samples[run.name] = s
-            f = dict(st.figures(resamples=resamples) if figures is None else figures[run.name])
-            f[NATURAL_MEAN] = (float(s[NATURAL_MEAN][0]), *stats_mod.interval(s[NATURAL_MEAN][1:]))
-            cell_iv = st.cell_intervals(resamples) if cells is None else cells[run.name]
+            f = {k: (float(v[0]), *stats_mod.interval(v[1:])) for k, v in s.items()}
+            cell_iv = st.cell_intervals(resamples)
             f.update({c: tuple(100 * v for v in cell_iv[c])
                       for cs in densities.values() for c in cs if c in cell_iv})  # fmt: skip
             figs[run.name] = f

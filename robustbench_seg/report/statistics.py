@@ -346,10 +346,7 @@ def worst_decile_frame(run: Run, st: RunStatistics) -> pd.DataFrame:
         ``p10``, ``worst_image``, ``worst_image_miou``.
     """
     miou = 100 * metrics.miou_from_counts(st.counts)  # (N, C)
-    n = miou.shape[0]
-    image_ids = np.asarray(
-        st.image_ids if len(st.image_ids) == n else [str(i) for i in range(n)], dtype=object
-    )
+    image_ids = np.asarray(st.row_ids(), dtype=object)
     cells = run.cells.set_index("cell")
     rows = []
     for j, cell in enumerate(st.cells):
