@@ -33,9 +33,12 @@ def test_contract(name, severity):
     assert again.tobytes() == out.tobytes()  # same seed, same bytes
 
 
-# A constant 137 image, as imagecorruptions returns it: float rounding puts the blurred value a
-# hair below 137 for some kernels, and its truncation turns that into 136 (the defocus disk sums
-# to 1.013 at radius 8 and 10: 138).
+# A constant 137 image, as imagecorruptions returns it on an AVX-512 machine: float rounding puts
+# the blurred value a hair below 137 for some kernels, and its truncation turns that into 136 (the
+# defocus disk sums to 1.013 at radius 8 and 10: 138). Which side of 137 the sum falls on depends
+# on the summation order of the CPU's SIMD level (motion_blur at 4 gives 136 on an AVX2-only
+# CPU, imagecorruptions too), so the test holds ours to the reference computed on this machine
+# and to this table within one grey level.
 CONSTANT_137 = {
     "defocus_blur": (136, 136, 136, 138, 138),
     "glass_blur": (137, 137, 137, 137, 137),
@@ -52,7 +55,9 @@ def test_constant_image_as_imagecorruptions(name, severity):
 
     image = np.full((64, 96, 3), 137, np.uint8)
     out = getattr(blur, name)(image, severity, np.random.default_rng(0))
-    assert np.all(out == CONSTANT_137[name][severity - 1])
+    values = np.unique(out)
+    assert values.size == 1  # a constant image stays constant
+    assert abs(int(values[0]) - CONSTANT_137[name][severity - 1]) <= 1
     kwargs = {"seed": 1} if name == "glass_blur" else {}
     ref = imagecorruptions.corrupt(image, severity, corruption_name=name, **kwargs)
     assert out.tobytes() == ref.tobytes()
