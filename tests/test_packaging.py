@@ -67,7 +67,7 @@ def test_reference_extra_is_what_the_makefile_installs_without_deps(tmp_path):
         ["make", "--no-print-directory", "-n", "venv", f"VENV={tmp_path / 'venv'}"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    assert f"pip install -q --no-deps '{spec}'" in plan
+    assert f"pip install -q -c .ci/constraints.txt --no-deps '{spec}'" in plan
 
 
 def test_fast_backend_needs_no_imagecorruptions():
@@ -102,3 +102,51 @@ def test_shipped_frost_textures_are_imagecorruptions_own():
     for path in (ROOT / "corruptions" / "frost").iterdir():
         rel = f"frost/{path.name}"
         assert any(fnmatch.fnmatch(rel, g) for g in globs), rel
+
+
+# torch and its own requirements are not locked: the build the machine needs brings its pins.
+UNLOCKED = {"torch", "filelock", "fsspec", "jinja2", "markupsafe", "mpmath", "networkx",
+            "setuptools", "sympy", "typing-extensions"}  # fmt: skip
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / ".ci" / "constraints.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version and " " not in line, f"not an exact pin: {line!r}"
+        assert _canonical(name) not in pins, f"pinned twice: {name}"
+        pins[_canonical(name)] = version
+    return pins
+
+
+def test_lock_agrees_with_pyproject():
+    from packaging.requirements import Requirement
+
+    project = _pyproject()["project"]
+    specs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        specs += extra
+    pins = _lock()
+    assert not UNLOCKED & set(pins), "torch and its requirements stay unlocked"
+    for spec in specs:
+        req = Requirement(spec)
+        name = _canonical(req.name)
+        if name in UNLOCKED:
+            continue
+        assert name in pins, f"{req.name} is a dependency but not in .ci/constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f".ci/constraints.txt pins {req.name}=={pins[name]}, outside pyproject's {spec!r}"
+        )
+    # the demo's bytes depend on these: they must be locked (and are, by the loop above)
+    for name in ("numpy", "opencv-python-headless", "scipy", "scikit-image", "numba", "pillow"):
+        assert name in pins
+
+
+def test_makefile_installs_with_the_lock():
+    make = (ROOT / "Makefile").read_text()
+    assert "CONSTRAINTS := .ci/constraints.txt" in make
+    installs = [x for x in make.splitlines() if "$(BIN)/python -m pip install" in x]
+    project = [x for x in installs if "-e '.[dev]'" in x or "REFERENCE_SPEC" in x]
+    assert len(project) == 2 and all("-c $(CONSTRAINTS)" in x for x in project)
