@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import claim_dir, package_versions, write_json_atomic
+from robustbench_seg.io import claim_dir, cpu_info, package_versions, write_json_atomic
 from robustbench_seg.procs import check_workers
 from robustbench_seg.runs import TIMING_JSON
 
@@ -32,6 +32,9 @@ DEMO_MODELS = (
     ("deeplabv3plus-mobilenetv2-w256-os16.synthetic", "deeplabv3plus-mobilenetv2-w256-os16"),
 )
 DEMO_JSON = "demo.json"
+# Every library whose arithmetic reaches the demo's bytes (pinned in .ci/constraints.txt).
+_VERSIONED = ("robustseg", "torch", "numpy", "opencv-python-headless", "scipy", "scikit-image",
+              "numba", "pillow", "isal", "pandas", "matplotlib")  # fmt: skip
 # What a demo writes into --out (besides what `report` writes): an --out holding anything else
 # is not a demo folder and is refused rather than overwritten. TIMING_JSON (here and in each
 # run) holds when and how long; every other file is the same, byte for byte, on every run.
@@ -225,7 +228,9 @@ def run_demo(
             "size": [h, w],
             "seed": seed,
             "device": device,
-            "versions": package_versions(("robustseg", "torch", "numpy", "opencv-python-headless")),
+            "versions": package_versions(_VERSIONED),
+            # the committed outputs are byte-identical on a CPU of this class (README: bytes)
+            "cpu": cpu_info(),
         },
     )
     write_json_atomic(

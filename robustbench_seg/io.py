@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -108,6 +109,36 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+# The SIMD levels that decide which kernels numpy, OpenCV, torch and numba run, and so the last
+# bit of some float results (numpy's names; x86-64 and Arm).
+_SIMD = ("SSE42", "AVX", "F16C", "FMA3", "AVX2", "AVX512F", "AVX512CD", "AVX512_SKX", "AVX512_CLX",
+         "AVX512_CNL", "AVX512_ICL", "AVX512_SPR", "ASIMD", "ASIMDHP", "SVE")  # fmt: skip
+
+
+def cpu_info() -> dict[str, object]:
+    """The processor's model and SIMD features: with the package versions they decide a
+    corrupted variant's bytes (a blur can round the other way on an AVX2-only CPU)."""
+    from numpy._core._multiarray_umath import __cpu_features__ as features
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, object] = {
+        "machine": platform.machine(),
+        "model": model,
+        "simd": [name for name in _SIMD if features.get(name)],
+    }
+    if "torch" in sys.modules:  # the kernels torch dispatches to (ATEN_CPU_CAPABILITY)
+        info["torch"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
+    return info
 
 
 def sha256_file(path: str | os.PathLike) -> str:

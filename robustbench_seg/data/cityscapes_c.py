@@ -34,6 +34,7 @@ from robustbench_seg.io import (
     atomic_path,
     check_dir,
     claim_dir,
+    cpu_info,
     package_versions,
     sha256_file,
     write_json_atomic,
@@ -413,6 +414,7 @@ def generate_cityscapes_c(
             "labels": "not copied: each <corruption>/<severity>/<label folder> links to the "
             f"dataset's ({', '.join(data.tree_labels)})",
             "versions": package_versions(_VERSIONED),
+            "cpu": cpu_info(),
             "images": [im.rel_path for im in images],
             "pixels": PIXELS,
             "sources": sources,
