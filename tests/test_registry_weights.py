@@ -305,15 +305,14 @@ def test_deeplabv3plus_builders_resolve_when_available() -> None:
         assert callable(getattr(__import__(module_name, fromlist=[func]), func))
 
 
-def test_catalog_downloads_count_as_trusted(tmp_path, monkeypatch) -> None:
-    from robustbench_seg.models.weights import is_catalog_spec
-
-    monkeypatch.setenv("ROBUSTSEG_CACHE", str(tmp_path))
-    info = CATALOG["deeplabv3plus-r50.cityscapes"]
-    cached = tmp_path / "checkpoints" / info.source.rsplit("/", 1)[1]
-    assert is_catalog_spec("default") and is_catalog_spec(info.name) and is_catalog_spec(cached)
-    assert is_catalog_spec(info.source)
-    assert not is_catalog_spec(tmp_path / "other.pth")
+def test_catalog_hashes_are_full_digests_or_mmcv_prefixes() -> None:
+    for info in CATALOG.values():
+        if info.source.startswith("https://"):  # mmseg/mmcv: the file name's 8 hex digits
+            assert info.sha256_is_prefix and info.source.endswith(f"-{info.sha256}.pth"), info
+        elif info.source.startswith("hf://"):  # the hub's cache keeps its own
+            assert info.sha256 is None, info
+        else:  # bundled
+            assert re.fullmatch(r"[0-9a-f]{64}", info.sha256) and not info.sha256_is_prefix
 
 
 def test_mmseg_deeplabv3plus_checkpoint_loads_through_create_model(tmp_path) -> None:

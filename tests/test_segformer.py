@@ -430,16 +430,13 @@ def test_decoder_train_mode_matches_unfused_reference() -> None:
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
 
 
-def test_pickles_with_foreign_objects_need_trust(tmp_path) -> None:
+def test_pickles_with_foreign_objects_are_refused(tmp_path) -> None:
     import argparse
 
     sd = SegFormer(TINY).state_dict()
     torch.save({"state_dict": sd, "meta": {"args": argparse.Namespace(lr=1)}}, tmp_path / "m.pth")
-    with pytest.raises(RobustSegError, match="cannot read"):
+    with pytest.raises(RobustSegError, match="its pickle names argparse.Namespace"):
         load_weights(SegFormer(TINY), tmp_path / "m.pth")
-    assert load_weights(SegFormer(TINY), tmp_path / "m.pth", trusted=True).source_format == (
-        "official-segformer"
-    )
 
 
 def test_hf_image_classification_encoder_loads(tmp_path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ __all__ = [
     "append_log",
     "load_checkpoint",
     "plot_curves",
+    "remove_stale_parts",
     "rng_state",
     "save_checkpoint",
     "save_native",
@@ -152,6 +154,37 @@ def save_checkpoint(
         torch.save(state, tmp)
 
 
+# What ``save_checkpoint`` writes and ``--resume`` reads.
+_CHECKPOINT_KEYS = ("model", "aux", "optimizer", "scaler", "rng", "iteration", "config",
+                    "config_hash", "best", "source")  # fmt: skip
+
+# The temporary files ``atomic_path`` leaves when a run is killed while it writes one of the run
+# directory's files: ``.<name>.<8 random characters of mkstemp><suffix>``.
+_STALE_PART = re.compile(
+    r"\.(?:"
+    + "|".join(re.escape(n) for n in (CHECKPOINT, WEIGHTS, BEST, CONFIG))
+    + r")\.[A-Za-z0-9_]{8}\.part|\."
+    + re.escape(CURVES)
+    + r"\.[A-Za-z0-9_]{8}\.png"
+)
+
+
+def remove_stale_parts(run_dir: Path) -> list[Path]:
+    """Removes the temporary files a killed run left while writing its checkpoint, weights,
+    configuration or curves (only names of that exact pattern; call it holding the lock).
+
+    Args:
+        run_dir: The run directory.
+
+    Returns:
+        The files removed.
+    """
+    stale = [p for p in run_dir.iterdir() if _STALE_PART.fullmatch(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def load_checkpoint(run_dir: Path, config: Mapping[str, Any], config_hash: str) -> dict[str, Any]:
     """Reads a run's training checkpoint for ``--resume`` (on the CPU).
 
@@ -164,12 +197,25 @@ def load_checkpoint(run_dir: Path, config: Mapping[str, Any], config_hash: str) 
         The checkpoint as ``save_checkpoint`` wrote it.
 
     Raises:
-        RobustSegError: No checkpoint, or one trained with another configuration.
+        RobustSegError: No checkpoint, one that is not ours (unreadable, or a pickle naming
+            code: refused unread, ``models.convert.load_pickle``), or one trained with another
+            configuration.
     """
+    from robustbench_seg.models.convert import load_pickle
+
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise RobustSegError(f"--resume: no {CHECKPOINT} in {run_dir}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = load_pickle(path)
+    except RobustSegError as exc:
+        raise RobustSegError(f"--resume: {exc}") from None
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise RobustSegError(
+            f"--resume: {path} is not a robustseg training checkpoint (no {', '.join(missing)}); "
+            "start a new run with another --out"
+        )
     if ckpt["config_hash"] != config_hash:
         raise RobustSegError(
             f"--resume: {path} was trained with another configuration "

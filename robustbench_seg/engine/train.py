@@ -42,6 +42,7 @@ from robustbench_seg.engine.checkpoint import (
     append_log,
     load_checkpoint,
     plot_curves,
+    remove_stale_parts,
     save_checkpoint,
     save_native,
     set_rng_state,
@@ -501,6 +502,7 @@ def _open_run(
     lock = None
     if info.is_main:
         lock = claim_dir(out_dir, "train", recognise=_is_train_run)
+        remove_stale_parts(out_dir)  # a killed run's half-written checkpoint or weights
         write_config(out_dir, config, config_hash, recipe)
     return _Run(out_dir, config, config_hash, ckpt, lock)
 

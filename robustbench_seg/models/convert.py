@@ -27,6 +27,7 @@ __all__ = [
     "convert_native",
     "convert_official_segformer",
     "detect_format",
+    "load_pickle",
     "read_checkpoint",
     "unwrap_state_dict",
 ]
@@ -374,25 +375,23 @@ def detect_format(
     )
 
 
-def read_checkpoint(path: str | Path, *, trusted: bool = False) -> tuple[StateDict, dict[str, str]]:
+def read_checkpoint(path: str | Path) -> tuple[StateDict, dict[str, str]]:
     """Reads a checkpoint file or a ``save_pretrained`` directory.
 
-    Supports ``.safetensors`` files and pickled PyTorch files (``.pth``, ``.pt``, ``.bin``,
-    loaded with ``weights_only=True``). A directory must hold ``model.safetensors`` or
-    ``pytorch_model.bin`` (sharded checkpoints are not supported).
+    Supports ``.safetensors`` files and pickled PyTorch files (``.pth``, ``.pt``, ``.bin``, read
+    by :func:`load_pickle`: tensors and plain data only, never code). A directory must hold
+    ``model.safetensors`` or ``pytorch_model.bin`` (sharded checkpoints are not supported).
 
     Args:
         path: The file or directory.
-        trusted: Allow full unpickling (``weights_only=False``) when the restricted loader
-            refuses a pickle, e.g. mmcv checkpoints whose ``meta`` holds numpy objects. Only for
-            files of known origin (catalog downloads checked against their sha256).
 
     Returns:
         ``(state_dict, metadata)``; the state dict is unwrapped from ``state_dict``/``model``
         wrappers and ``metadata`` is the safetensors header metadata (empty for pickles).
 
     Raises:
-        RobustSegError: For a missing, truncated or non-checkpoint file.
+        RobustSegError: For a missing, truncated or non-checkpoint file, or a pickle that names
+            a function or class outside the allow-list.
     """
     p = Path(path).expanduser()
     if p.is_dir():
@@ -409,26 +408,74 @@ def read_checkpoint(path: str | Path, *, trusted: bool = False) -> tuple[StateDi
     with p.open("rb") as fh:
         head = fh.read(8)
     if zipfile.is_zipfile(p) or head[:2] == b"\x80\x02" or p.suffix in (".pth", ".pt", ".bin"):
-        try:
-            obj = _torch_load(p, trusted)
-        except Exception as exc:  # pickle/zip errors have many types
-            raise RobustSegError(
-                f"cannot read {p} as a PyTorch checkpoint (truncated or not a checkpoint?): "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from exc
-        return unwrap_state_dict(obj), {}
+        return unwrap_state_dict(load_pickle(p)), {}
     return _read_safetensors(p)
 
 
-def _torch_load(p: Path, trusted: bool) -> object:
-    import pickle
+def _pickle_allow_list() -> list[object | tuple[object, str]]:
+    """The globals besides torch's own that a checkpoint's pickle may name: NumPy arrays,
+    scalars and dtypes, which mmcv/mmseg checkpoints keep in their ``meta`` (e.g. a
+    ``np.float64`` best score). Under both NumPy module paths (``numpy.core`` before 2.0,
+    ``numpy._core`` after), bound to the installed functions without importing the old path."""
+    import numpy as np
 
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        if not trusted:
-            raise
-        return torch.load(p, map_location="cpu", weights_only=False)
+        from numpy._core import multiarray
+    except ImportError:  # NumPy < 2
+        from numpy.core import multiarray  # type: ignore[no-redef]
+
+    allowed: list[object | tuple[object, str]] = [(np.ndarray, "numpy.ndarray")]
+    allowed.append((np.dtype, "numpy.dtype"))
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed.append((multiarray._reconstruct, f"{module}._reconstruct"))
+        allowed.append((multiarray.scalar, f"{module}.scalar"))
+    return allowed
+
+
+def load_pickle(path: str | Path) -> object:
+    """Unpickles a PyTorch file without running anything it names.
+
+    ``torch.load(weights_only=True)``: tensors, containers, numbers and strings, plus the NumPy
+    globals of ``_pickle_allow_list``. Any other global (a function a crafted ``__reduce__``
+    names, or a foreign class) is neither imported nor called: the load is refused.
+
+    Args:
+        path: A ``.pth`` / ``.pt`` / ``.bin`` file (zip or legacy format).
+
+    Returns:
+        The unpickled object, tensors on the CPU.
+
+    Raises:
+        RobustSegError: One line naming the file: a global outside the allow-list (named), or
+            a file that is truncated or not a PyTorch pickle.
+    """
+    import pickle
+
+    p = Path(path)
+    try:
+        with torch.serialization.safe_globals(_pickle_allow_list()):
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise RobustSegError(
+                f"cannot read {p} as a PyTorch checkpoint: {_first_line(exc)}"
+            ) from exc
+        raise RobustSegError(
+            f"refused {p}: its pickle names {found.group(1)}, which a weights file does not "
+            "need (only tensors, plain data and NumPy values are read; nothing was run); "
+            "re-save it as a plain state dict or .safetensors"
+        ) from None
+    except Exception as exc:  # zip/pickle/EOF errors have many types
+        raise RobustSegError(
+            f"cannot read {p} as a PyTorch checkpoint (truncated or not a checkpoint?): "
+            f"{_first_line(exc)}"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _read_safetensors(p: Path) -> tuple[StateDict, dict[str, str]]:
@@ -441,7 +488,7 @@ def _read_safetensors(p: Path) -> tuple[StateDict, dict[str, str]]:
     except Exception as exc:  # safetensors raises its own error types
         raise RobustSegError(
             f"cannot read {p} as a checkpoint (truncated, or neither safetensors nor a PyTorch "
-            f"file?): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"file?): {_first_line(exc)}"
         ) from exc
     if not state:
         raise RobustSegError(f"{p} holds no tensors")

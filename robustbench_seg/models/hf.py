@@ -413,7 +413,9 @@ def _image_processor(T: Any, folder: Path, model_type: str, what: str) -> Any:
         )
     try:
         if model_type != "oneformer":
-            return T.AutoImageProcessor.from_pretrained(folder, use_fast=False)
+            return T.AutoImageProcessor.from_pretrained(
+                folder, use_fast=False, trust_remote_code=False
+            )
         # OneFormer's processor reads class metadata from a hub dataset when it is built;
         # semantic scores do not use it, so an empty local file stands in.
         config = json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
@@ -428,11 +430,30 @@ def _image_processor(T: Any, folder: Path, model_type: str, what: str) -> Any:
         ) from exc
 
 
+def _config(T: Any, folder: Path, name: str) -> Any:
+    """The model's config, read with ``trust_remote_code=False``: a repository's own code (its
+    config.json's ``auto_map``) is never run, and transformers never asks whether to run it."""
+    try:
+        return T.AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001
+        try:
+            auto_map = json.loads((folder / "config.json").read_text(encoding="utf-8"))["auto_map"]
+        except (OSError, ValueError, KeyError, TypeError):
+            auto_map = None
+        if auto_map:
+            raise RobustSegError(
+                f"{name} needs its repository's own code (config.json auto_map: "
+                f"{', '.join(sorted(map(str, auto_map)))}), which robustseg never runs; use a "
+                "model transformers implements"
+            ) from None
+        raise RobustSegError(f"{name}: cannot read its config.json: {exception_line(exc)}") from exc
+
+
 def _task_inputs(T: Any, folder: Path, config: Any, what: str) -> torch.Tensor:
     """OneFormerProcessor's ``task_inputs`` for ``"semantic"``: the tokens of ``"the task is
     semantic"`` padded to ``task_seq_len``, times the attention mask."""
     try:
-        tokenizer = T.AutoTokenizer.from_pretrained(folder)
+        tokenizer = T.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001
         raise RobustSegError(
             f"{what}: OneFormer needs its tokenizer for the task input: {exception_line(exc)}"
@@ -473,10 +494,7 @@ def load_hf_model(
     name = f"{HF_PREFIX}{repo}"
     T = _transformers()  # before any download
     folder = hf_snapshot(repo, revision, files=HF_MODEL_FILES)
-    try:
-        config = T.AutoConfig.from_pretrained(folder)
-    except Exception as exc:  # noqa: BLE001
-        raise RobustSegError(f"{name}: cannot read its config.json: {exception_line(exc)}") from exc
+    config = _config(T, folder, name)
     model_type = config.model_type
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES as semantic,
@@ -510,7 +528,7 @@ def load_hf_model(
             )
     task = _task_inputs(T, folder, config, name) if kind == "oneformer" else None
     try:
-        model, info = cls.from_pretrained(folder, output_loading_info=True)
+        model, info = cls.from_pretrained(folder, output_loading_info=True, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001
         raise RobustSegError(f"{name}: cannot load the model: {exception_line(exc)}") from exc
     bad = [*info.get("missing_keys", ()), *(str(m[0]) for m in info.get("mismatched_keys", ()))]

@@ -248,10 +248,7 @@ def _from_registry(
         raise RobustSegError(f"num_classes must be >= 1, got {n}")
     module = entry.build(n, **build_kwargs)
     if path is not None:
-        W.load_weights(
-            module, path, model_name=entry.name, allow_http=allow_http,
-            trusted=W.is_catalog_spec(wspec, model_name),
-        )  # fmt: skip
+        W.load_weights_file(module, path, model_name=entry.name)
         module.eval()
     name = info.name if info is not None else entry.name
     return LoadedModel(module, name, entry.preprocessing, n, n, wspec, entry)

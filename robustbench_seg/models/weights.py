@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import atomic_path, sha256_file
+from robustbench_seg.io import atomic_path, current_umask, sha256_file
 from robustbench_seg.models.convert import (
     NATIVE_METADATA_KEY,
     Converted,
@@ -36,11 +36,12 @@ __all__ = [
     "download_url",
     "export_weights",
     "hf_snapshot",
-    "is_catalog_spec",
     "load_state_dict_strict",
     "load_weights",
+    "load_weights_file",
     "resolve_weights",
     "save_weights",
+    "verify_sha256",
 ]
 
 
@@ -55,8 +56,11 @@ class WeightsInfo:
         num_classes: Classes of its head (ImageNet encoders and backbones: 0, no segmentation
             head: they load into ``model.backbone``).
         dataset: What it was trained on.
-        sha256: Full sha256 or a prefix of it (mmcv publishes the first 8 hex digits in the
-            file name); ``None`` when unknown. Checked after each download.
+        sha256: The file's sha256, hex: the full 64-digit digest (the bundled ``synthetic``
+            files) or its first 8 digits (the mmseg/mmcv files: the prefix their file names
+            carry, torch.hub's ``check_hash`` convention; their full digests are published
+            nowhere); ``None`` when unknown (``hf://`` entries: the hub's own cache). The file
+            is checked against it on every use, cached or just downloaded.
         miou: Published single-scale Cityscapes val mIoU, when the source states it.
         eval_mode: The inference its published score used (``"slide 1024/768"``, ``"whole"``).
     """
@@ -69,6 +73,11 @@ class WeightsInfo:
     sha256: str | None = None
     miou: float | None = None
     eval_mode: str = "whole"
+
+    @property
+    def sha256_is_prefix(self) -> bool:
+        """True when ``sha256`` holds a prefix of the digest, not all of it."""
+        return self.sha256 is not None and len(self.sha256) < 64
 
     @property
     def tag(self) -> str:
@@ -91,7 +100,8 @@ _IMAGENET_BACKBONES = {
 
 
 def _sha_prefix(url: str) -> str | None:
-    """mmcv's convention: the file name ends with the first 8 hex digits of its sha256."""
+    """mmcv's convention (torch.hub ``check_hash``): the file name ends with the first 8 hex
+    digits of its sha256."""
     digest = re.search(r"-([0-9a-f]{8})\.pth$", url)
     return digest.group(1) if digest else None
 
@@ -277,6 +287,41 @@ def _cached_path(url: str) -> Path:
     return cache_dir() / "checkpoints" / name
 
 
+def verify_sha256(path: Path, expected: str, *, what: str) -> None:
+    """Checks a file against a catalog's sha256 (a full digest or a prefix of one).
+
+    Args:
+        path: The file (read whole: about 1 s per GB on one core).
+        expected: Hex digest or prefix of at least 8 digits.
+        what: What the file should be (a URL or catalog id), for the message.
+
+    Raises:
+        RobustSegError: One line naming the file and saying what to do; nothing was read from
+            it as a checkpoint.
+    """
+    expected = expected.lower()
+    if not re.fullmatch(r"[0-9a-f]{8,64}", expected):
+        raise RobustSegError(f"bad sha256 {expected!r} for {what}: need 8 to 64 hex digits")
+    actual = sha256_file(path)
+    if not actual.startswith(expected):
+        want = expected if len(expected) < 64 else f"{expected[:16]}..."
+        raise RobustSegError(
+            f"{path} is not the file {what} names (sha256 {actual[:16]}..., expected {want}); "
+            "nothing was loaded from it: delete it and run again to download it, or put the "
+            "official file there"
+        )
+
+
+def _catalog_sha_for(path: Path) -> tuple[str, str] | None:
+    """``(url, sha256)`` when ``path`` is where the cache keeps a catalog download."""
+    path = path.resolve()
+    for info in CATALOG.values():
+        if info.sha256 is not None and re.match(r"^[a-z]+://", info.source):
+            if _cached_path(info.source).resolve() == path:
+                return info.source, info.sha256
+    return None
+
+
 def download_url(
     url: str,
     *,
@@ -297,13 +342,16 @@ def download_url(
 
     Raises:
         RobustSegError: Insecure URL, network failure (naming the cache path to fill by hand),
-            or a checksum mismatch.
+            or a checksum mismatch (of the download, or of the file already in the cache: it
+            is checked on every call).
     """
     scheme = urllib.parse.urlparse(url).scheme
     if scheme != "https" and not (allow_http and scheme == "http"):
         raise RobustSegError(f"only https:// URLs can be downloaded, not {url!r}")
     dest = _cached_path(url)
     if dest.is_file():
+        if sha256 is not None:
+            verify_sha256(dest, sha256, what=url)
         return dest
     digest = hashlib.sha256()
     with atomic_path(dest, suffix=".part") as tmp:  # kept only if the download completes and checks
@@ -457,23 +505,15 @@ def resolve_weights(
                 f"{path} is damaged or not the shipped file (sha256 {actual[:12]}..., expected "
                 f"{sha[:12]}...); reinstall robustseg or restore it with git"
             )
+    elif sha is None and path.is_file():  # a catalog download named by its cache path
+        known = _catalog_sha_for(path)
+        if known is not None:
+            verify_sha256(path, known[1], what=known[0])
     if not path.exists():
         close = [n for n in CATALOG if spec.lower() in n] if spec else []
         hint = f" (catalog ids like {close[0]!r} are also accepted)" if close else ""
         raise RobustSegError(f"weights file not found: {path}{hint}")
     return path
-
-
-def is_catalog_spec(weights: str | os.PathLike[str], model_name: str | None = None) -> bool:
-    """True for ``"default"``, tags, catalog ids and catalog URLs' cached downloads."""
-    spec = os.fspath(weights)
-    try:
-        if spec == "default" or catalog_entry(spec, model_name) is not None:
-            return True
-    except RobustSegError:
-        return False
-    known = {_cached_path(w.source) for w in CATALOG.values() if w.source.startswith("https://")}
-    return Path(spec).expanduser() in known or spec in {w.source for w in CATALOG.values()}
 
 
 def load_state_dict_strict(
@@ -510,7 +550,6 @@ def load_weights(
     *,
     model_name: str | None = None,
     allow_http: bool = False,
-    trusted: bool | None = None,
 ) -> Converted:
     """Resolves, reads, converts and strictly loads weights into ``model``.
 
@@ -522,8 +561,6 @@ def load_weights(
         weights: See ``resolve_weights``.
         model_name: Canonical registry name (for ``"default"`` and the native-format check).
         allow_http: Permit ``http://`` URLs (tests).
-        trusted: Allow full unpickling if the restricted loader refuses the file; default:
-            only for catalog weights (``"default"`` or a catalog id).
 
     Returns:
         The converted checkpoint (format, metadata).
@@ -531,10 +568,26 @@ def load_weights(
     Raises:
         RobustSegError: For any unusable or mismatching checkpoint.
     """
-    if trusted is None:
-        trusted = is_catalog_spec(weights, model_name)
     path = resolve_weights(weights, model_name=model_name, allow_http=allow_http)
-    state, metadata = read_checkpoint(path, trusted=trusted)
+    return load_weights_file(model, path, model_name=model_name)
+
+
+def load_weights_file(model: nn.Module, path: Path, *, model_name: str | None = None) -> Converted:
+    """Reads, converts and strictly loads a file ``resolve_weights`` returned (already checked
+    against the catalog's sha256, so not hashed again) into ``model``.
+
+    Args:
+        model: The freshly built model.
+        path: A checkpoint file or ``save_pretrained`` folder.
+        model_name: Canonical registry name (for the native-format check).
+
+    Returns:
+        The converted checkpoint (format, metadata).
+
+    Raises:
+        RobustSegError: For any unusable or mismatching checkpoint.
+    """
+    state, metadata = read_checkpoint(path)
     converted = convert_checkpoint(state, metadata)
     saved_for = (converted.metadata or {}).get("model")
     if model_name is not None and saved_for is not None:
@@ -572,15 +625,11 @@ def save_weights(
     Returns:
         The written path.
     """
-    from safetensors.torch import save_file
-
     num_classes = getattr(model, "num_classes", None)
     meta = {"model": model_name, "num_classes": num_classes, "source": source, **(extra or {})}
     dest = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(dest, suffix=".part") as tmp:
-        save_file(state, str(tmp), metadata={NATIVE_METADATA_KEY: json.dumps(meta)})
-    return dest
+    return _save_safetensors(state, dest, {NATIVE_METADATA_KEY: json.dumps(meta)})
 
 
 def export_weights(
@@ -602,8 +651,6 @@ def export_weights(
     Raises:
         RobustSegError: ``src`` is not a native robustseg file.
     """
-    from safetensors.torch import save_file
-
     src = Path(src)
     state, meta = read_checkpoint(src)
     if NATIVE_METADATA_KEY not in meta:
@@ -612,7 +659,15 @@ def export_weights(
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     info["dtype"] = "float16" if half else "as trained"
-    dest = Path(dest)
+    return _save_safetensors(state, Path(dest), {NATIVE_METADATA_KEY: json.dumps(info)})
+
+
+def _save_safetensors(state: Mapping[str, torch.Tensor], dest: Path, meta: dict[str, str]) -> Path:
+    """``safetensors.torch.save_file``, atomically, with the mode a plain ``open`` gives
+    (``0o666`` less the umask): ``save_file`` replaces the temporary file with one of mode 0600."""
+    from safetensors.torch import save_file
+
     with atomic_path(dest, suffix=".part") as tmp:
-        save_file(state, str(tmp), metadata={NATIVE_METADATA_KEY: json.dumps(info)})
+        save_file(dict(state), str(tmp), metadata=meta)
+        os.chmod(tmp, 0o666 & ~current_umask())
     return dest
