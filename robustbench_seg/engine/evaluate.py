@@ -109,6 +109,17 @@ class _Items(torch.utils.data.Dataset):
         _, image, label = self.views[k][i]
         return k, i, image, label
 
+    def batches(self, size: int) -> list[list[int]]:
+        """Batches of at most ``size`` items, each within one cell: an image is measured with
+        the same batch neighbours whether or not the cells before it ran in this process (a
+        resumed run), so that its cell's float sums are bit-identical to an uninterrupted run's."""
+        out: list[list[int]] = []
+        for j, (k, i) in enumerate(self.items):
+            if i % size == 0 or self.items[j - 1][0] != k:
+                out.append([])
+            out[-1].append(j)
+        return out
+
 
 def _natural_sets(specs: Sequence[str], data: Dataset, root: Path, class_names: Sequence[str],
                   limit: int | None) -> list[NaturalSet]:  # fmt: skip
@@ -363,11 +374,10 @@ def evaluate(
 
         views = [CellView(c.pairs[rank::world], c.corruption, c.severity, seed=seed, backend=backend,
                           cityscapes_c=cityscapes_c if c.natural is None else None) for c in todo]  # fmt: skip
-        loader = runtime.data_loader(
-            _Items(views), workers=workers, collate_fn=_collate, shuffle=False,
-            prefetch_factor=4,
-            batch_size=batch_size if inference == "whole" else 1,  # auto may slide: one at a time
-        )  # fmt: skip
+        items = _Items(views)
+        per_batch = batch_size if inference == "whole" else 1  # auto may slide: one at a time
+        loader = runtime.data_loader(items, workers=workers, collate_fn=_collate, prefetch_factor=4,
+                                     batch_sampler=items.batches(per_batch))  # fmt: skip
         bar = Progress(sum(len(c.pairs) for c in todo), f"evaluate {loaded.name}", unit="img",
                        enabled=progress and rank == 0)  # fmt: skip
         next_final = 0
