@@ -22,27 +22,47 @@ class _Cli(click.Group):
 
     Exit codes: 2 for a user mistake (bad option, path, name, format), 1 for a failure of the
     system (permission, read-only or full disk, unreadable input), 130 for an interruption
-    (robustbench_seg.errors). An unexpected error (a bug) keeps its traceback.
+    (Ctrl-C), 143 for SIGTERM (``kill``, SLURM), which unwinds as Ctrl-C does: workers stopped,
+    the folder's lock released, finished work kept (robustbench_seg.errors). An unexpected error
+    (a bug) keeps its traceback.
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from robustbench_seg.procs import Terminated, terminate_unwinds, terminated
+
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, False, **extra)
+            with terminate_unwinds():
+                code = super().main(args, prog_name, complete_var, False, **extra)
         except click.exceptions.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             _fail(f"{exc.format_message()}{hint}", 2)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):
+            if sys.stderr.isatty():  # after the terminal's "^C"
+                click.echo("", err=True)
             _fail("interrupted; finished work is kept, re-run the same command to resume", 130)
+        except Terminated:
+            _fail(_TERMINATED, Terminated.exit_code)
         except Exception as exc:
+            if terminated():  # e.g. a loader worker that the same SIGTERM ended (SLURM signals all)
+                _fail(_TERMINATED, Terminated.exit_code)
             shown = error_line(exc)
             if shown is None:
                 raise
             _fail(*shown)
         sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # not through click's handler, which writes an empty line
+            raise click.exceptions.Abort() from None
+
+
+_TERMINATED = "terminated (SIGTERM); finished work is kept, re-run the same command to resume"
 
 
 def _fail(message: str, code: int) -> None:
