@@ -57,6 +57,7 @@ from robustbench_seg.models.heads import FCNHead
 from robustbench_seg.models.layers import DropPath
 from robustbench_seg.models.loader import load
 from robustbench_seg.models.registry import ModelEntry, Preprocessing, get_model_entry, split_name
+from robustbench_seg.models.weights import resolve_weights
 from robustbench_seg.sizes import format_size
 
 __all__ = [
@@ -864,6 +865,11 @@ def train(
     recipe, train_pairs, val_pairs = _prepare_data(
         data, root, recipe, entry, progress and info.is_main
     )
+    if init != "none" and not resume:  # downloaded and checked before the run folder exists
+        try:
+            resolve_weights(init, model_name=entry.name)
+        except RobustSegError as exc:
+            raise RobustSegError(f"--init {init}: {exc}") from exc
     run = _open_run(out, entry.name, init, seed, precision, recipe, resume, info,
                     (data.name, entry.num_classes))  # fmt: skip
     try:

@@ -416,7 +416,8 @@ def _pickle_allow_list() -> list[object | tuple[object, str]]:
     """The globals besides torch's own that a checkpoint's pickle may name: NumPy arrays,
     scalars and dtypes, which mmcv/mmseg checkpoints keep in their ``meta`` (e.g. a
     ``np.float64`` best score). Under both NumPy module paths (``numpy.core`` before 2.0,
-    ``numpy._core`` after), bound to the installed functions without importing the old path."""
+    ``numpy._core`` after), bound to the installed functions without importing the old path.
+    Each builds a value from data (an object array's items come through the same unpickler)."""
     import numpy as np
 
     try:
@@ -426,6 +427,8 @@ def _pickle_allow_list() -> list[object | tuple[object, str]]:
 
     allowed: list[object | tuple[object, str]] = [(np.ndarray, "numpy.ndarray")]
     allowed.append((np.dtype, "numpy.dtype"))
+    # A dtype's state is set on an instance of its class (``numpy.dtypes.Float64DType``, ...).
+    allowed += sorted({type(np.dtype(c)) for c in np.typecodes["All"]} - {np.dtype}, key=str)
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed.append((multiarray._reconstruct, f"{module}._reconstruct"))
         allowed.append((multiarray.scalar, f"{module}.scalar"))
@@ -457,10 +460,12 @@ def load_pickle(path: str | Path) -> object:
             return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if found is None:
+        if found is None:  # torch's own words follow its generic preamble
+            why = str(exc).partition("WeightsUnpickler error:")[2].strip() or str(exc).strip()
             raise RobustSegError(
-                f"cannot read {p} as a PyTorch checkpoint: {_first_line(exc)}"
-            ) from exc
+                f"refused {p}: {why.splitlines()[0] if why else 'UnpicklingError'} (only "
+                "tensors, plain data and NumPy values are read; nothing was run)"
+            ) from None
         raise RobustSegError(
             f"refused {p}: its pickle names {found.group(1)}, which a weights file does not "
             "need (only tensors, plain data and NumPy values are read; nothing was run); "
