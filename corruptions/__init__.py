@@ -14,6 +14,7 @@ from corruptions.registry import (
     CORRUPTIONS,
     Corruption,
     corrupt,
+    corrupt_pair,
     get_corruption,
     get_corruption_names,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "CorruptionError",
     "Protocol",
     "corrupt",
+    "corrupt_pair",
     "get_corruption",
     "get_corruption_names",
     "make_protocol",

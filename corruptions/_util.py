@@ -65,3 +65,29 @@ def paired_random_state(rng: np.random.Generator) -> np.random.RandomState:
     state is used.
     """
     return np.random.RandomState(int(rng.integers(2**32)))
+
+
+def warp_nearest(label: np.ndarray, dx: np.ndarray, dy: np.ndarray, fill: int) -> np.ndarray:
+    """``label`` sampled at ``(y + dy, x + dx)`` by nearest neighbour: what a geometric
+    corruption that samples its image there does to the image's label map.
+
+    The coordinates are ``y + float64(dy)`` as ``map_coordinates`` computes them; the nearest
+    pixel is ``floor(c + 0.5)``. A sample outside the image (beyond the half-pixel border where
+    ``mode="reflect"`` mirrors it) gets ``fill``: its pixel shows a mirrored neighbour, not the
+    labelled scene.
+
+    Args:
+        label: ``(H, W)`` array (uint8 label map).
+        dx, dy: ``(H, W)`` displacements (columns, rows).
+        fill: The value of samples from outside the image.
+
+    Returns:
+        A new ``(H, W)`` array of ``label``'s dtype holding only ``label``'s values and ``fill``.
+    """
+    h, w = label.shape
+    rows = np.floor(np.arange(h, dtype=np.float64)[:, None] + dy.astype(np.float64) + 0.5)
+    cols = np.floor(np.arange(w, dtype=np.float64)[None, :] + dx.astype(np.float64) + 0.5)
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    out = np.full((h, w), fill, label.dtype)
+    out[inside] = label[rows[inside].astype(np.intp), cols[inside].astype(np.intp)]
+    return out

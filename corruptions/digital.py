@@ -9,7 +9,7 @@ import numba
 import numpy as np
 from PIL import Image
 
-from corruptions._util import UNIT, UNIT32, paired_random_state
+from corruptions._util import UNIT, UNIT32, paired_random_state, warp_nearest
 from corruptions.blur import gaussian_filter
 
 
@@ -256,25 +256,16 @@ def _warp_kernel(img, unit32, dx, dy, out):  # pragma: no cover - compiled
                 out[i, j, ch] = np.uint8(v)
 
 
-def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Elastic deformation: a Gaussian-smoothed uniform displacement field, bilinear warp.
+def elastic_field(shape: tuple[int, int], severity: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The displacement field of :func:`elastic_transform`: float32 ``(dx, dy)``, each ``shape``.
 
-    As imagecorruptions: dx, dy ~ alpha * gaussian(U(-m, m)), m = 0.005 * H, smoothing sigma
-    (0.01 H, 0.01 W) truncated at 3 sigma, reflect borders; sampled at (y + dy, x + dx). The
-    uniforms come from a generator seeded from ``rng`` exactly as the reference backend seeds
-    imagecorruptions (the mean change of a smooth random warp varies a lot from field to field,
-    so unpaired comparisons would be noisy), and every step uses the reference's arithmetic:
-    for the same ``rng`` the two backends return the same bytes.
-
-    Args:
-        image: uint8 HxWx3 RGB image.
-        severity: 1..5.
-        rng: the only source of randomness.
-
-    Returns:
-        The corrupted uint8 image.
+    As imagecorruptions: ``alpha * gaussian(U(-m, m))``, m = 0.005 H, smoothing sigma (0.01 H,
+    0.01 W) truncated at 3 sigma, reflect borders; the uniforms (dx's, then dy's) from a
+    generator seeded from ``rng`` exactly as the reference backend seeds imagecorruptions, so
+    one ``rng`` state gives one field to the image, to its label map and to both backends.
     """
-    h, w = image.shape[:2]
+    h, w = shape
     alpha = ELASTIC_ALPHA[severity - 1]
     m = h * ELASTIC_MAX_SHIFT
     sigma = (h * ELASTIC_SIGMA, w * ELASTIC_SIGMA)
@@ -284,6 +275,50 @@ def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator
         noise = legacy.uniform(-m, m, size=(h, w))
         smooth = gaussian_filter(noise, sigma, "reflect", ELASTIC_TRUNCATE)
         fields.append((smooth * alpha).astype(np.float32))
+    return fields[0], fields[1]
+
+
+def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Elastic deformation: a Gaussian-smoothed uniform displacement field, bilinear warp.
+
+    The field is :func:`elastic_field`; the image is sampled at ``(y + dy, x + dx)`` with
+    imagecorruptions' ``map_coordinates(order=1, mode="reflect")`` (the mean change of a smooth
+    random warp varies a lot from field to field, so the uniforms are paired with the
+    reference's, see :func:`elastic_field`), and every step uses the reference's arithmetic:
+    for the same ``rng`` the two backends return the same bytes. imagecorruptions' version has
+    no other geometric step (no affine transform, no crop): the field is the whole motion, and
+    :func:`elastic_transform_labels` moves a label map by it.
+
+    Args:
+        image: uint8 HxWx3 RGB image.
+        severity: 1..5.
+        rng: the only source of randomness.
+
+    Returns:
+        The corrupted uint8 image.
+    """
+    dx, dy = elastic_field(image.shape[:2], severity, rng)
     out = np.empty_like(image)
-    _warp_kernel(np.ascontiguousarray(image), UNIT32, fields[0], fields[1], out)
+    _warp_kernel(np.ascontiguousarray(image), UNIT32, dx, dy, out)
     return out
+
+
+def elastic_transform_labels(
+    label: np.ndarray, severity: int, rng: np.random.Generator, ignore_index: int = 255
+) -> np.ndarray:
+    """The label map of an image moved as :func:`elastic_transform` moves the image: the same
+    field (drawn from ``rng`` in the state the image's corruption got), nearest neighbour;
+    ``ignore_index`` where the sample falls outside the image (where the image shows its
+    mirrored border).
+
+    Args:
+        label: uint8 ``(H, W)`` label map.
+        severity: 1..5.
+        rng: a generator in the state the image's ``elastic_transform`` was given.
+        ignore_index: The value for pixels whose source lies outside the image.
+
+    Returns:
+        The moved uint8 ``(H, W)`` label map.
+    """
+    dx, dy = elastic_field(label.shape, severity, rng)
+    return warp_nearest(label, dx, dy, ignore_index)

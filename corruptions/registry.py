@@ -9,6 +9,7 @@ saturate → digital.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 from collections.abc import Callable
@@ -35,6 +36,11 @@ class Corruption:
             renumbered.
         validation: True for the four corruptions imagecorruptions holds out for validation.
         module: the module of this package that holds the fast implementation.
+        label_warp: For a geometric corruption (one that moves pixels), the function of
+            ``module`` that moves a label map as the corruption moves the image:
+            ``(label uint8 HxW, severity, rng, ignore_index) -> label``, drawing the same
+            numbers from ``rng`` as the image's corruption (both backends draw alike). ``None``
+            for the others: they leave every pixel where it is, and labels unchanged.
     """
 
     name: str
@@ -42,6 +48,18 @@ class Corruption:
     index: int
     validation: bool
     module: str
+    label_warp: str | None = None
+
+    @property
+    def geometric(self) -> bool:
+        """True when the corruption moves pixels, so that it moves the labels too."""
+        return self.label_warp is not None
+
+    def label_fn(self) -> Callable[..., np.ndarray] | None:
+        """The label warp (see ``label_warp``), or ``None`` for a corruption that moves nothing."""
+        if self.label_warp is None:
+            return None
+        return getattr(importlib.import_module(f"corruptions.{self.module}"), self.label_warp)
 
     def fn(self, backend: str = "fast") -> CorruptionFn:
         """The implementation for ``backend`` (``fast`` or ``reference``)."""
@@ -77,8 +95,12 @@ _TABLE: tuple[tuple[str, str, str, bool], ...] = (
     ("saturate", "digital", "digital", True),
 )
 
+# The geometric corruptions and their label warps (functions of their fast module).
+_LABEL_WARPS = {"elastic_transform": "elastic_transform_labels"}
+
 CORRUPTIONS: dict[str, Corruption] = {
-    name: Corruption(name, cat, i, val, mod) for i, (name, cat, mod, val) in enumerate(_TABLE)
+    name: Corruption(name, cat, i, val, mod, _LABEL_WARPS.get(name))
+    for i, (name, cat, mod, val) in enumerate(_TABLE)
 }
 
 # The 16 corruptions of Cityscapes-C, in the column order of SegFormer's Table 5.
@@ -198,3 +220,55 @@ def corrupt(
     if out.dtype != np.uint8 or out.shape != image.shape:  # a bug in a backend, not a user error
         raise AssertionError(f"{name}/{backend} returned {out.dtype} {out.shape}")
     return out
+
+
+def check_label(label: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+    """Validate a label map for an image of ``image_shape``: uint8 HxW of the same size."""
+    if not isinstance(label, np.ndarray) or label.dtype != np.uint8 or label.ndim != 2:
+        what = f"{label.dtype} {label.shape}" if isinstance(label, np.ndarray) else type(label)
+        raise CorruptionError(f"expected a uint8 HxW label map, got {what}")
+    if label.shape != tuple(image_shape[:2]):
+        raise CorruptionError(
+            f"the label map is {label.shape[1]}x{label.shape[0]} but its image is "
+            f"{image_shape[1]}x{image_shape[0]}"
+        )
+    return label
+
+
+def corrupt_pair(
+    image: np.ndarray,
+    label: np.ndarray,
+    name: str,
+    severity: int,
+    rng_or_seed: np.random.Generator | int | np.random.SeedSequence | None = None,
+    *,
+    backend: str = "fast",
+    ignore_index: int = 255,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Corrupt an image and carry its label map along.
+
+    A geometric corruption (:attr:`Corruption.geometric`) moves the label map by the motion it
+    gives the image, drawn from the same state of ``rng_or_seed``: nearest neighbour,
+    ``ignore_index`` where the image samples outside itself. Other corruptions return ``label``
+    itself (not a copy).
+
+    Args:
+        image: As :func:`corrupt`.
+        label: uint8 HxW label map of ``image`` (class indices).
+        name, severity, rng_or_seed, backend: As :func:`corrupt`; the image's bytes are
+            :func:`corrupt`'s for the same generator state.
+        ignore_index: The label of pixels moved in from outside the image.
+
+    Returns:
+        ``(corrupted image, its label map)``.
+    """
+    corruption = get_corruption(name)
+    image = check_image(image)
+    label = check_label(label, image.shape)
+    rng = _as_generator(rng_or_seed)
+    warp = corruption.label_fn()
+    twin = copy.deepcopy(rng) if warp is not None else None  # the image's draws, again
+    out = corrupt(image, name, severity, rng, backend=backend)
+    if warp is None:
+        return out, label
+    return out, warp(label, check_severity(severity), twin, ignore_index)

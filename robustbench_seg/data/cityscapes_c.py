@@ -2,6 +2,8 @@
 
 Layout: ``<out>/<corruption>/<severity>/leftImg8bit/<split>/<city>/<same file name>``, one
 ``gtFine`` symlink per variant folder pointing back to the dataset's (labels are never copied),
+except for a geometric corruption (``elastic_transform``): it moves the labels with the pixels,
+so its variant folders hold their moved label maps at the dataset's paths instead.
 ``manifest.csv`` (one row per written file: path, sha256, seed, ...) and ``metadata.json``.
 Every file is written under a temporary name and renamed; finished files are journaled as they
 land, so a run killed at any point resumes where it stopped, and the same seed gives the same
@@ -22,12 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from corruptions import corrupt, make_protocol
+from corruptions import corrupt, corrupt_pair, get_corruption, make_protocol
 from corruptions.protocol import Protocol, variant_seed_sequence
 from corruptions.registry import BACKENDS
 from robustbench_seg.data.datasets import get_dataset
-from robustbench_seg.data.images import check_image_file, read_rgb
-from robustbench_seg.data.pairs import ImageEntry, load_label
+from robustbench_seg.data.images import check_image_file, read_label, read_rgb
+from robustbench_seg.data.pairs import (
+    IGNORE_INDEX,
+    ImageEntry,
+    Pair,
+    label_rel_path,
+    load_label,
+    stored_ignore,
+)
 from robustbench_seg.data.png import write_png_atomic
 from robustbench_seg.errors import RobustSegError, SystemFailure, error_line
 from robustbench_seg.io import (
@@ -65,14 +74,16 @@ class GenerationSummary:
     images: int
     variants: int
     written: int = 0
+    labels_written: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     bytes_written: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:
+        moved = f", {self.labels_written} moved label maps" if self.labels_written else ""
         return (
-            f"written {self.written}, skipped {self.skipped} (already done), "
+            f"written {self.written}{moved}, skipped {self.skipped} (already done), "
             f"failed {len(self.failed)} image(s); {self.seconds:.1f} s, "
             f"{self.bytes_written / 1e6:.1f} MB written -> {self.out}"
         )
@@ -86,6 +97,22 @@ def variant_path(out: Path, corruption: str, severity: int, image: ImageEntry) -
     if rel.suffix.lower() != ".png":
         rel = rel.with_suffix(".png")
     return out / corruption / str(severity) / rel
+
+
+def variant_label_path(out: Path, corruption: str, severity: int, pair: Pair) -> Path:
+    """Where a geometric corruption's variant keeps the label map it moved: the label's path
+    relative to its dataset root under ``<corruption>/<severity>/``, in the dataset's encoding
+    (so that the variant folder is a dataset root of its own)."""
+    return out / corruption / str(severity) / label_rel_path(pair)
+
+
+def _variant_files(out: Path, corruption: str, severity: int, image: ImageEntry,
+                   pair: Pair | None) -> list[Path]:  # fmt: skip
+    """The files of one variant: its image, and for a geometric corruption its label map."""
+    files = [variant_path(out, corruption, severity, image)]
+    if get_corruption(corruption).geometric:
+        files.append(variant_label_path(out, corruption, severity, pair))
+    return files
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -140,39 +167,67 @@ class _Job:
     out: Path
     seed: int
     backend: str
+    pair: Pair | None = None  # the image with its label, for geometric corruptions
 
 
-def _process_image(job: _Job) -> tuple[str, list[dict], int, str | None]:
-    """Make the missing variants of one image. Returns (image id, new manifest rows, number
-    skipped, error or None)."""
+def _done(job: _Job, path: Path) -> bool:
+    sha = job.known.get(path.relative_to(job.out).as_posix())
+    return sha is not None and path.exists() and sha256_file(path) == sha
+
+
+def _process_image(job: _Job) -> tuple[str, list[dict], int, int, str | None]:
+    """Make the missing variants of one image. Returns (image id, new manifest rows, number of
+    label maps among them, number of variants skipped, error or None)."""
     todo = []
     skipped = 0
     for corruption, severity in job.variants:
-        path = variant_path(job.out, corruption, severity, job.image)
-        rel = path.relative_to(job.out).as_posix()
-        sha = job.known.get(rel)
-        if sha is not None and path.exists() and sha256_file(path) == sha:
-            skipped += 1
+        files = _variant_files(job.out, corruption, severity, job.image, job.pair)
+        wanted = [not _done(job, path) for path in files]
+        if any(wanted):
+            todo.append((corruption, severity, files, wanted))
         else:
-            todo.append((corruption, severity, path, rel))
+            skipped += 1
     if not todo:
-        return job.image.image_id, [], skipped, None
+        return job.image.image_id, [], 0, skipped, None
     try:
         image = read_rgb(job.image.path)
+        label = read_label(job.pair.label_path) if any(len(t[2]) > 1 for t in todo) else None
+        for _, _, files, _ in todo:
+            _check_no_link(job.out, files[1:])
     except RobustSegError as exc:
-        return job.image.image_id, [], skipped, str(exc)
-    rows = []
-    for corruption, severity, path, rel in todo:
-        ss = variant_seed_sequence(job.seed, job.image.image_id, corruption, severity)
-        out = corrupt(image, corruption, severity, np.random.default_rng(ss), backend=job.backend)
-        sha, nbytes = write_png_atomic(path, out)
-        row = {
-            "path": rel, "image_id": job.image.image_id, "corruption": corruption,
-            "severity": severity, "seed": job.seed, "sha256": sha, "bytes": nbytes,
-        }  # fmt: skip
-        _append_journal(job.out, row)  # after the rename: a journaled file is complete
-        rows.append(row)
-    return job.image.image_id, rows, skipped, None
+        return job.image.image_id, [], 0, skipped, str(exc)
+    rows, labels = [], 0
+    for corruption, severity, files, wanted in todo:
+        rng = np.random.default_rng(
+            variant_seed_sequence(job.seed, job.image.image_id, corruption, severity)
+        )
+        if len(files) > 1:  # moved in the dataset's encoding: its ignore value where outside
+            outputs = corrupt_pair(image, label, corruption, severity, rng, backend=job.backend,
+                                   ignore_index=stored_ignore(job.pair.label_map))  # fmt: skip
+        else:
+            outputs = (corrupt(image, corruption, severity, rng, backend=job.backend),)
+        for k, (path, array, want) in enumerate(zip(files, outputs, wanted, strict=True)):
+            if not want:
+                continue
+            sha, nbytes = write_png_atomic(path, array)
+            row = {
+                "path": path.relative_to(job.out).as_posix(), "image_id": job.image.image_id,
+                "corruption": corruption, "severity": severity, "seed": job.seed, "sha256": sha,
+                "bytes": nbytes,
+            }  # fmt: skip
+            _append_journal(job.out, row)  # after the rename: a journaled file is complete
+            rows.append(row)
+            labels += k > 0
+    return job.image.image_id, rows, labels, skipped, None
+
+
+def _check_no_link(out: Path, files: list[Path]) -> None:
+    """Refuses to write a moved label map through a symlink (the link to the dataset's labels
+    an earlier tree holds there): it would overwrite the dataset's own label."""
+    for path in files:
+        for folder in path.relative_to(out).parents:
+            if folder != Path(".") and (out / folder).is_symlink():
+                raise RobustSegError(f"{out / folder} is a link; a moved label map goes there")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -262,20 +317,38 @@ def _remove_stale_tmp(out: Path) -> None:
 
 def _link_labels(out: Path, root: Path, protocol: Protocol, folders: tuple[str, ...]) -> None:
     """In every variant folder a symlink to each of the dataset's label folders (``gtFine``,
-    ``annotations``, ...), so that each is a dataset root of its own."""
+    ``annotations``, ...), so that each is a dataset root of its own; a geometric corruption's
+    folders hold their moved label maps instead (the link an earlier tree made there goes)."""
     for name in folders:
         target = (root / name).resolve()
-        if not target.is_dir():
-            continue
         for corruption, severity in protocol.variants():
             link = out / corruption / str(severity) / name
-            if link.is_symlink() or link.exists():
+            if get_corruption(corruption).geometric:
+                if link.is_symlink():
+                    link.unlink()
+                continue
+            if not target.is_dir() or link.is_symlink() or link.exists():
                 continue
             try:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(target, target_is_directory=True)
             except OSError:  # no symlinks here (e.g. Windows without privileges): metadata says
                 return
+
+
+def _tree_pairs(data, root: Path, split: str, protocol: Protocol) -> list[Pair] | None:
+    """The split's images with their labels, whose every label map is decoded before anything
+    is written; ``None`` for Cityscapes' image list (its test split has no labels) when no
+    corruption of ``protocol`` moves the labels."""
+    moving = [c for c in protocol.corruptions if get_corruption(c).geometric]
+    if data.image_lister is not None and not moving:
+        return None
+    try:
+        return data.pairs(root, split)
+    except RobustSegError as exc:
+        if data.image_lister is None:
+            raise
+        raise RobustSegError(f"{exc} ({', '.join(moving)} moves the labels too)") from None
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -335,7 +408,9 @@ def generate_cityscapes_c(
         raise RobustSegError(f"--limit must be >= 1, got {limit}")
     workers = check_workers(workers, os.cpu_count() or 1)
     split = split or data.default_split
-    images = data.images(root, split)
+    pairs = _tree_pairs(data, root, split, protocol)
+    images = [p.image for p in pairs] if pairs is not None else data.images(root, split)
+    labelled = {p.image_id: p for p in pairs or ()}
     # the folders of the dataset's images and labels (leftImg8bit/ and gtFine/, images/ ...)
     inner = {Path(im.rel_path).parts[0] for im in images[:1]} | set(data.tree_labels)
     if (
@@ -347,8 +422,9 @@ def generate_cityscapes_c(
     if limit is not None:
         images = images[:limit]
 
-    # Check every input PNG is complete and 8-bit before anything is written; its sha256 goes
-    # into metadata.json, so that evaluate can tell the tree was made from the same dataset.
+    # Check every input PNG is complete and 8-bit, and decode every label map, before anything
+    # is written; the image's sha256 goes into metadata.json, so that evaluate can tell the
+    # tree was made from the same dataset.
     bad: list[tuple[str, str]] = []
     shapes = []
     sources: dict[str, str] = {}
@@ -356,6 +432,8 @@ def generate_cityscapes_c(
     for image in images:
         try:
             shape, sources[image.rel_path] = check_image_file(image.path, digest=True)
+            if image.image_id in labelled:
+                load_label(labelled[image.image_id], shape)
             shapes.append(shape)
         except (RobustSegError, OSError) as exc:
             if not skip_bad:
@@ -383,7 +461,9 @@ def generate_cityscapes_c(
         pixels = sum(h * w for h, w in shapes) / max(len(shapes), 1)
         rel_paths = {
             im.image_id: [
-                variant_path(out, c, s, im).relative_to(out).as_posix() for c, s in variants
+                path.relative_to(out).as_posix()
+                for c, s in variants
+                for path in _variant_files(out, c, s, im, labelled.get(im.image_id))
             ]
             for im in images
         }
@@ -412,7 +492,8 @@ def generate_cityscapes_c(
             "protocol": protocol.to_dict(),
             "seeding": "SeedSequence([seed, blake2b64(image_id), corruption_index, severity])",
             "labels": "not copied: each <corruption>/<severity>/<label folder> links to the "
-            f"dataset's ({', '.join(data.tree_labels)})",
+            f"dataset's ({', '.join(data.tree_labels)}); a geometric corruption's variant folder "
+            "holds its moved label maps there instead (same paths, the dataset's encoding)",
             "versions": package_versions(_VERSIONED),
             "cpu": cpu_info(),
             "images": [im.rel_path for im in images],
@@ -441,16 +522,17 @@ def generate_cityscapes_c(
         for image in images:
             paths = rel_paths[image.image_id]
             jobs.append(_Job(image, tuple(variants), {p: known[p]["sha256"] for p in paths if p in known},
-                             out, seed, backend))  # fmt: skip
+                             out, seed, backend, labelled.get(image.image_id)))  # fmt: skip
 
         bar = Progress(len(jobs), "cityscapes-c", unit="img", enabled=progress)
         error: str | None = None
         try:
-            for image_id, rows, skipped, err in run_pool(_process_image, jobs, workers):
+            for image_id, rows, labels, skipped, err in run_pool(_process_image, jobs, workers):
                 for row in rows:
                     known[row["path"]] = row
                     summary.bytes_written += int(row["bytes"])
-                summary.written += len(rows)
+                summary.written += len(rows) - labels
+                summary.labels_written += labels
                 summary.skipped += skipped
                 if err is not None:
                     summary.failed.append((image_id, err))
@@ -527,8 +609,37 @@ class CellView:
                        backend=self.backend)  # fmt: skip
 
     def __getitem__(self, i: int):
+        pair = self.pairs[i]
+        moves = self.corruption is not None and get_corruption(self.corruption).geometric
+        if moves and self.tree is None:  # the label map moves with the pixels, on the fly
+            clean = read_rgb(pair.image.path)
+            ss = variant_seed_sequence(self.seed, pair.image_id, self.corruption, self.severity)
+            image, label = corrupt_pair(clean, load_label(pair, clean.shape[:2]), self.corruption,
+                                        self.severity, np.random.default_rng(ss),
+                                        backend=self.backend, ignore_index=IGNORE_INDEX)  # fmt: skip
+            return i, image, label
         image = self.image(i)
-        return i, image, load_label(self.pairs[i], image.shape[:2])
+        if moves:  # the tree's own moved label map
+            path = variant_label_path(self.tree, self.corruption, self.severity, pair)
+            if not path.is_file():
+                raise RobustSegError(
+                    f"{path} is missing from the corrupted tree; re-run make-cityscapes-c / "
+                    f"make-corrupted --out {self.tree} (it resumes)"
+                )
+            pair = Pair(pair.image, path, pair.label_map)
+        return i, image, load_label(pair, image.shape[:2])
+
+
+def _check_moved_label(tree: Path, corruption: str, severity: int, pair: Pair, written: dict,
+                       resume: str) -> None:  # fmt: skip
+    """Refuses a geometric variant without the moved label map it made (a tree from before
+    labels moved holds a link to the dataset's unmoved labels there)."""
+    path = variant_label_path(tree, corruption, severity, pair)
+    if path.relative_to(tree).as_posix() not in written or not path.is_file():
+        raise RobustSegError(
+            f"{path} is not the moved label map of {corruption} (a tree made before robustseg "
+            f"moved the labels of geometric corruptions); {resume}"
+        )
 
 
 def tree_settings(cityscapes_c: str | os.PathLike) -> dict:
@@ -580,6 +691,8 @@ def check_tree(
     command = (f"make-cityscapes-c --cityscapes-root {root}" if dataset == "cityscapes"
                else f"make-corrupted --dataset {dataset} --data-root {root}")  # fmt: skip
     resume = f"run robustseg {command} --out {tree} (it resumes)"
+    moving = {c for c, _ in variants if get_corruption(c).geometric}
+    written = load_manifest(tree) if moving else {}
     with Progress(
         len(pairs), "checking the corrupted tree", unit="img", enabled=progress, summary=False
     ) as bar:
@@ -596,5 +709,7 @@ def check_tree(
                         f"{path} is missing from the Cityscapes-C tree; {resume}, or drop "
                         "--cityscapes-c to corrupt on the fly"
                     )
+                if corruption in moving:
+                    _check_moved_label(tree, corruption, severity, pair, written, resume)
             bar.update()
     return meta

@@ -14,6 +14,7 @@ official layout, decodes its labels to train ids, and names its classes.
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,7 +117,9 @@ class Dataset:
         pairs = self.lister(self.resolve_root(root), split, condition)
         if not pairs:
             raise RobustSegError(f"dataset {self.name}: no images in split {split}")
-        return sorted(pairs, key=lambda p: p.image_id)
+        pairs = sorted(pairs, key=lambda p: p.image_id)
+        _check_unique([p.image for p in pairs])
+        return pairs
 
     def _split(self, split: str | None) -> str:
         """``split`` (default: the dataset's), checked."""
@@ -132,8 +135,21 @@ class Dataset:
         """The images of ``split`` sorted by id (what a corrupted tree is made of); Cityscapes
         lists them without their labels (its test split has none)."""
         if self.image_lister is not None and condition is None:
-            return self.image_lister(self.resolve_root(root), self._split(split))
+            images = self.image_lister(self.resolve_root(root), self._split(split))
+            return _check_unique(sorted(images, key=lambda im: im.image_id))
         return [p.image for p in self.pairs(root, split, condition)]
+
+
+def _check_unique(images: list[ImageEntry]) -> list[ImageEntry]:
+    """Refuses two files with one image id (``x.png`` beside ``x.jpg``): they would share one
+    seed, one corrupted variant's file and one row of the results. ``images`` sorted by id."""
+    for a, b in itertools.pairwise(images):
+        if a.image_id == b.image_id:
+            raise RobustSegError(
+                f"{a.path} and {b.path} have the same image id {a.image_id!r} (one seed, one "
+                "corrupted file, one result row for both); keep one of them"
+            )
+    return images
 
 
 # ----------------------------------------------------------------------------- adapters
@@ -247,10 +263,16 @@ def read_classes_file(root: Path | None):
         raise RobustSegError("the folder dataset's classes come from DATA_ROOT/classes.txt")
     path = Path(root) / "classes.txt"
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise RobustSegError(
             f"no {path}: a folder dataset lists its classes there, one per line (index order)"
+        ) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise RobustSegError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file "
+            "as UTF-8"
         ) from None
     names, palette = [], []
     for number, line in enumerate(lines, 1):
@@ -274,13 +296,23 @@ def read_classes_file(root: Path | None):
     return tuple(names), tuple(rgb or fallback[i] for i, rgb in enumerate(palette))
 
 
+# A folder dataset with any of these folders under images/ is split: images/<split>/...
+FOLDER_SPLITS = ("train", "val", "test")
+
+
 def _folder(root: Path, split: str, _condition: str | None) -> list[Pair]:
     images, labels = root / "images", root / "labels"
     if not images.is_dir() or not labels.is_dir():
         raise RobustSegError(
             f"a folder dataset holds images/ and labels/ (and classes.txt); {root} does not"
         )
-    if (images / split).is_dir():  # images/<split>/..., labels/<split>/...
+    found = sorted(d.name for d in images.iterdir() if d.name in FOLDER_SPLITS and d.is_dir())
+    if found:  # images/<split>/..., labels/<split>/...: the split asked for, and nothing else
+        if split not in found:
+            raise RobustSegError(
+                f"folder dataset {root} has no split {split!r} (no {images / split}); its "
+                f"splits: {', '.join(found)}"
+            )
         images, labels = images / split, labels / split
     n = len(read_classes_file(root)[0])
     pairs = []
@@ -307,7 +339,7 @@ DATASETS: dict[str, Dataset] = {
                 _cityscapes_classes, conditions=("night",), tree_labels=("gt",)),
         Dataset("ade20k", "ADE20K", ("train", "val"), "val", _ade20k, _ade20k_classes,
                 tree_labels=("annotations",)),
-        Dataset("folder", "image folder", ("train", "val", "test"), "val", _folder,
+        Dataset("folder", "image folder", FOLDER_SPLITS, "val", _folder,
                 read_classes_file, tree_labels=("labels",)),
     )
 }  # fmt: skip

@@ -21,7 +21,7 @@ from robustbench_seg.errors import RobustSegError
 
 __all__ = [
     "IGNORE_INDEX", "ImageEntry", "Pair", "check_pairs", "cityscapes_style_pair", "label_lut",
-    "load_label",
+    "label_rel_path", "load_label", "stored_ignore",
 ]  # fmt: skip
 
 IGNORE_INDEX = 255
@@ -95,6 +95,29 @@ def label_lut(label_map: str) -> np.ndarray:
         raise RobustSegError(f"unknown label map {label_map!r}")
     lut.setflags(write=False)
     return lut
+
+
+def stored_ignore(label_map: str) -> int:
+    """The stored value that ``label_map`` decodes to ``IGNORE_INDEX`` (255 where it does,
+    else the smallest: Cityscapes' ``unlabeled`` 0, ADE20K's 0): what a moved label map holds
+    where its pixels came from outside the image."""
+    lut = label_lut(label_map)
+    if lut[IGNORE_INDEX] == IGNORE_INDEX:
+        return IGNORE_INDEX
+    return int(np.flatnonzero(lut == IGNORE_INDEX)[0])
+
+
+def label_rel_path(pair: Pair) -> str:
+    """The label file's path relative to the dataset root (the root the image's ``rel_path``
+    is relative to): where a corrupted tree puts a moved label map."""
+    depth = len(Path(pair.image.rel_path).parts)
+    root = pair.image.path.parents[depth - 1]
+    try:
+        return pair.label_path.relative_to(root).as_posix()
+    except ValueError:
+        raise RobustSegError(
+            f"label {pair.label_path} is not under the dataset root {root}"
+        ) from None
 
 
 def _described(label_map: str) -> str:
