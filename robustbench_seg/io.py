@@ -98,6 +98,31 @@ def write_json_atomic(dest: str | os.PathLike, obj: object) -> None:
     write_atomic(dest, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``dest`` atomically (a link at ``dest`` is replaced, never
+    written through); returns ``dest`` as a ``Path``."""
+    write_atomic(dest, text.encode("utf-8"))
+    return Path(dest)
+
+
+def write_csv_atomic(dest: str | os.PathLike, frame: object, **kwargs: object) -> Path:
+    """Write a pandas ``DataFrame`` as CSV to ``dest`` atomically (``kwargs``: ``to_csv``'s);
+    returns ``dest`` as a ``Path``."""
+    with atomic_path(dest, suffix=".csv") as tmp:
+        frame.to_csv(tmp, **kwargs)
+    return Path(dest)
+
+
+def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy ``src``'s bytes to ``dest`` atomically (a link at ``dest`` is replaced, never written
+    through; the copy gets the umask's mode, not ``src``'s); returns ``dest`` as a ``Path``."""
+    import shutil
+
+    with atomic_path(dest, suffix=Path(dest).suffix) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)
+
+
 def package_versions(names: Iterable[str]) -> dict[str, str]:
     """Python's version and each installed distribution's version (absent ones are skipped)."""
     from importlib.metadata import PackageNotFoundError, version

@@ -162,7 +162,7 @@ def parse_markdown(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]
     plain, raw = {}, {}
     for ln in lines:
         cells = [c.strip() for c in ln.strip().strip("|").split(" | ")]
-        name = cells[0].removesuffix("†")
+        name = re.sub(r"\\(.)", r"\1", cells[0]).removesuffix("†")  # names are escaped
         raw[name] = cells[1:]
         plain[name] = [_strip_md(c) for c in cells[1:]]
     return plain, raw
@@ -329,6 +329,7 @@ def test_severity_tables_match_results(env):
         assert header[:2] == ["Corruption", "Category"] and header[-1] == "Mean"
         seen = 0
         for ln in md[2:]:
+            ln = ln.replace("\\_", "_")  # names are escaped in Markdown
             row = dict(
                 zip(header, (c.strip() for c in ln.strip().strip("|").split("|")), strict=True)
             )

@@ -33,6 +33,7 @@ __all__ = [
     "AREA_FRACTIONS",
     "COLUMN_TITLES",
     "MASS_FRACTIONS",
+    "MIN_SIZE",
     "STAGES",
     "ErfResult",
     "central_square_share",
@@ -56,6 +57,10 @@ AREA_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.25)
 MASS_FRACTIONS: tuple[float, ...] = (0.5, 0.9)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 FILE_NAMES = {"png": "erf.png", "pdf": "erf.pdf", "csv": "erf.csv", "npz": "erf_maps.npz"}
+# The smallest input side, for every model (the rows of one grid share one size): SegFormer's
+# stage 4 has stride 32, so a smaller side gives it no whole output unit, and its stage 1 cannot
+# run at all below 29 (its attention reduces the 1/4-scale map with an 8x8 convolution).
+MIN_SIZE = 32
 
 
 # ----------------------------------------------------------------------------- the gradient
@@ -527,6 +532,12 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
         raise RobustSegError(f"size must be (height, width), got {size!r}") from exc
     if h < 1 or w < 1:
         raise RobustSegError(f"--size must be positive, got {format_size((h, w))}")
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise RobustSegError(
+            f"--size must be at least {MIN_SIZE}x{MIN_SIZE}, got {format_size((h, w))}: "
+            f"SegFormer's deepest stage has stride {MIN_SIZE}, so a smaller image leaves it no "
+            "whole output unit (and its first stage cannot run below 29 pixels)"
+        )
     return h, w
 
 
@@ -620,7 +631,8 @@ def compute_erf(
         split: Cityscapes split.
         images_dir: Instead of Cityscapes: every image under this folder.
         num_images: Images averaged over (seeded choice); all if fewer exist.
-        size: Input ``(H, W)`` (or one int for a square); images are resized (area/bilinear).
+        size: Input ``(H, W)`` (or one int for a square), each at least :data:`MIN_SIZE`;
+            images are resized (area/bilinear).
         seed: Seeds the image choice and random-weight initialization.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (or a ``torch.device``).
         out: Output folder for ``erf.png``, ``erf.pdf``, ``erf.csv``, ``erf_maps.npz``;

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import check_dir, claim_dir
+from robustbench_seg.io import (
+    check_dir,
+    claim_dir,
+    copy_atomic,
+    write_csv_atomic,
+    write_text_atomic,
+)
 from robustbench_seg.progress import Progress
 from robustbench_seg.report import figures, tables
 from robustbench_seg.report import natural as rnatural
@@ -81,6 +86,7 @@ class _Statistics:
     worst: dict[str, Any]  # run name -> per-cell worst decile
     worst_shown: dict[str, Any]  # run name -> its worst decile per Table 5 column, as shown
     left_out: list[str]  # warnings (reliability corruptions no run has)
+    caveat: str | None  # intervals from fewer than rstats.FEW_IMAGES images
     data: dict[str, Any]  # run name -> its RunStatistics
 
 
@@ -274,6 +280,7 @@ def _statistics(t5, cd, run_list, shown, base, reliability, resamples):
             name: rstats.worst_decile_summary(w)[list(_WORST_LABELS)] for name, w in worst.items()
         },
         left_out=left_out,
+        caveat=rstats.few_images_caveat(len(data[shown[0].name].image_ids)),
         data=data,
     )
     return t5, cd, st
@@ -281,38 +288,34 @@ def _statistics(t5, cd, run_list, shown, base, reliability, resamples):
 
 def _write_report(out, run_list, shown, t5, cd, st, nat, qualitative, conditions,
                   cityscapes_root, erf_dir, title, progress) -> ReportResult:  # fmt: skip
-    for sub, patterns in _OWN_FILES.items():
-        (out / sub).mkdir(exist_ok=True)
-        for pattern in patterns:  # files of an earlier report that this one may not rewrite
-            for old in (out / sub).glob(pattern):
-                old.unlink()
+    _own_folders(out)
     result = ReportResult(out, out / "index.md", out / "index.html", table5=t5, title=title)
 
     def write(rel: str, text: str) -> Path:
-        path = out / rel
-        path.write_text(text, encoding="utf-8")
+        path = write_text_atomic(out / rel, text)
+        result.tables.append(path)
+        return path
+
+    def csv(rel: str, frame, **kwargs) -> Path:
+        path = write_csv_atomic(out / rel, frame, **kwargs)
         result.tables.append(path)
         return path
 
     write("tables/table5.md", tables.table5_markdown(t5))
     write("tables/table5.tex", tables.table5_latex(t5))
     write("tables/table5.html", tables.table5_html(t5))
-    t5.frame.to_csv(out / "tables/table5.csv", index=False)
-    result.tables.append(out / "tables/table5.csv")
+    csv("tables/table5.csv", t5.frame, index=False)
     if cd is not None:
         write("tables/cd.md", tables.frame_markdown(cd, "model", _cd_labels(cd)) + "\n")
-        cd.to_csv(out / "tables/cd.csv", index=False)
-        result.tables.append(out / "tables/cd.csv")
+        csv("tables/cd.csv", cd, index=False)
     if st is not None:
-        _write_statistics(out, st, result, write)
+        _write_statistics(st, result, write, csv)
     if nat is not None:
         result.natural = nat
         write("tables/natural.md", rnatural.natural_markdown(nat, figure="../figures/natural.png"))
-        nat.frame.to_csv(out / "tables/natural.csv", index=False)
-        result.tables.append(out / "tables/natural.csv")
+        csv("tables/natural.csv", nat.frame, index=False)
         if nat.correlation is not None:
-            nat.correlation.to_csv(out / "tables/natural_correlation.csv", index=False)
-            result.tables.append(out / "tables/natural_correlation.csv")
+            csv("tables/natural_correlation.csv", nat.correlation, index=False)
 
     slugs: set[str] = set()
     per_run = []
@@ -323,12 +326,8 @@ def _write_report(out, run_list, shown, t5, cd, st, nat, qualitative, conditions
             f"tables/severity_{slug}.md",
             tables.frame_markdown(sev, "corruption", _SEV_LABELS) + "\n",
         )
-        sev.to_csv(out / f"tables/severity_{slug}.csv", index=False)
-        result.tables.append(out / f"tables/severity_{slug}.csv")
-        tables.class_iou_frame(run).to_csv(
-            out / f"tables/class_iou_{slug}.csv", index_label="class"
-        )
-        result.tables.append(out / f"tables/class_iou_{slug}.csv")
+        csv(f"tables/severity_{slug}.csv", sev, index=False)
+        csv(f"tables/class_iou_{slug}.csv", tables.class_iou_frame(run), index_label="class")
         per_run.append((run, slug, sev))
 
     colors = figures.model_colors([r.name for r in shown])
@@ -373,19 +372,30 @@ def _write_report(out, run_list, shown, t5, cd, st, nat, qualitative, conditions
     if erf_dir is not None:
         for name in ERF_FILES:
             sub = "tables" if name.endswith(".csv") else "figures"
-            dest = out / sub / name
-            shutil.copyfile(erf_dir / name, dest)
+            dest = copy_atomic(erf_dir / name, out / sub / name)
             (result.tables if sub == "tables" else result.figures).append(dest)
         erf_frame = erf_table(erf_dir / "erf.csv")
     result.erf = erf_frame
-    result.index_md.write_text(_index_md(result, shown, per_run, cd, qual, st), encoding="utf-8")
-    result.index_html.write_text(
-        _index_html(result, shown, per_run, cd, qual, st), encoding="utf-8"
-    )
+    write_text_atomic(result.index_md, _index_md(result, shown, per_run, cd, qual, st))
+    write_text_atomic(result.index_html, _index_html(result, shown, per_run, cd, qual, st))
     return result
 
 
-def _write_statistics(out: Path, st: _Statistics, result: ReportResult, write) -> None:
+def _own_folders(out: Path) -> None:
+    """``tables/`` and ``figures/`` as real folders of ``out``, without the files of an earlier
+    report that this one may not rewrite. A link in their place (planted in an earlier report)
+    is replaced by a folder: nothing is written or removed where it points."""
+    for sub, patterns in _OWN_FILES.items():
+        folder = out / sub
+        if folder.is_symlink():
+            folder.unlink()
+        folder.mkdir(exist_ok=True)
+        for pattern in patterns:
+            for old in folder.glob(pattern):
+                old.unlink()
+
+
+def _write_statistics(st: _Statistics, result: ReportResult, write, csv) -> None:
     """The ``--ci`` tables: comparison, calibration, worst decile."""
     import pandas as pd
 
@@ -393,18 +403,15 @@ def _write_statistics(out: Path, st: _Statistics, result: ReportResult, write) -
         warnings.warn(w, ReportWarning, stacklevel=4)
     result.warnings += st.left_out
     if st.comparison is not None:
-        note = _COMPARISON_NOTE.format(reference=st.reference)
+        note = _COMPARISON_NOTE.format(reference=tables.md_escape(st.reference)) + _caveat(st)
         write("tables/comparison.md", _comparison_md(st.comparison) + "\n" + note + "\n")
-        st.comparison.to_csv(out / "tables/comparison.csv", index=False)
-        result.tables.append(out / "tables/comparison.csv")
+        csv("tables/comparison.csv", st.comparison, index=False)
         result.comparison = st.comparison
     write("tables/calibration.md", f"{st.calibration_md}\n\n{_CALIBRATION_NOTE}\n")
-    st.calibration.to_csv(out / "tables/calibration.csv", index=False)
-    result.tables.append(out / "tables/calibration.csv")
+    csv("tables/calibration.csv", st.calibration, index=False)
     result.calibration = st.calibration
     worst = pd.concat(list(st.worst.values()), ignore_index=True)
-    worst.to_csv(out / "tables/worst_decile.csv", index=False)
-    result.tables.append(out / "tables/worst_decile.csv")
+    csv("tables/worst_decile.csv", worst, index=False)
     result.worst_decile = worst
 
 
@@ -473,21 +480,47 @@ def _cd_labels(cd) -> dict[str, str]:
     }
 
 
-def _run_bits(run: tables.Run) -> str:
-    return _run_line(run).split("): ", 1)[1].replace("`", "")
+def _run_bits(run: tables.Run) -> list[str]:
+    """What the list of runs says of a run after its directory (plain text)."""
+    cfg = run.config
+    if not cfg:
+        return []
+    return [
+        f"{cfg.get('num_images', '?')} {cfg.get('split', '')} images",
+        f"inference {cfg.get('inference', '?')}"
+        + (f" {cfg.get('crop')}/{cfg.get('stride')}" if cfg.get("inference") == "slide" else ""),
+        _weights_text(cfg),
+    ]
+
+
+def _weights_text(cfg: dict[str, Any]) -> str:
+    """The weights a run used: the spec given, and the SHA-256 of the state dict it ran with
+    (``run.json``'s ``weights_sha256``: recorded for every model, a builder's own weights and
+    random init included)."""
+    spec, sha = cfg.get("weights"), cfg.get("weights_sha256")
+    if sha:
+        return f"weights {spec or 'as built (no weights file given)'}, state sha256 {sha}"
+    return f"weights {spec or 'none recorded (random init or a module)'}"
 
 
 def _run_line(run: tables.Run) -> str:
-    cfg = run.config
-    bits = [f"`{run.path}`"]
-    if cfg:
-        bits.append(f"{cfg.get('num_images', '?')} {cfg.get('split', '')} images")
-        bits.append(
-            f"inference {cfg.get('inference', '?')}"
-            + (f" {cfg.get('crop')}/{cfg.get('stride')}" if cfg.get("inference") == "slide" else "")
-        )
-        bits.append(f"weights {cfg.get('weights') or 'none recorded (random init or a module)'}")
-    return f"- **{run.name}** (`{run.model}`): " + ", ".join(bits)
+    e = tables.md_escape
+    bits = [_md_code(run.path), *(e(b) for b in _run_bits(run))]
+    return f"- **{e(run.name)}** ({_md_code(run.model)}): " + ", ".join(bits)
+
+
+def _run_html(run: tables.Run) -> str:
+    e = html.escape
+    bits = ", ".join([str(run.path), *_run_bits(run)])
+    return f"<li><b>{e(run.name)}</b> ({e(run.model)}): {e(bits)}</li>"
+
+
+def _md_code(text: object) -> str:
+    """``text`` as a Markdown code span on one line, fenced by more backticks than it holds."""
+    text = " ".join(str(text).splitlines())
+    fence = "`" * (1 + max((len(m) for m in re.findall("`+", text)), default=0))
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 _COMPARISON_NOTE = (
@@ -526,6 +559,11 @@ _WORST_LABELS = {
 }
 
 
+def _caveat(st: _Statistics | None) -> str:
+    """`` <caveat>`` after the text of a table with intervals from few images, else empty."""
+    return f" {st.caveat}" if st is not None and st.caveat else ""
+
+
 def _comparison_tables(frame) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """Per compared pair: (run, reference, headers, rows as text)."""
     out = []
@@ -550,7 +588,8 @@ def _comparison_tables(frame) -> list[tuple[str, str, list[str], list[list[str]]
 def _comparison_md(frame) -> str:
     parts = []
     for run, ref, headers, rows in _comparison_tables(frame):
-        parts += [f"### {run} against {ref}", "", tables.markdown_table(headers, rows), ""]
+        title = f"### {tables.md_escape(run)} against {tables.md_escape(ref)}"
+        parts += [title, "", tables.markdown_table(headers, rows), ""]
     return "\n".join(parts)
 
 
@@ -563,6 +602,7 @@ def _comparison_html(frame) -> str:
 
 
 def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
+    e = tables.md_escape
     t5 = result.table5
     # No date on the page: the same runs give the same report, byte for byte (when the runs
     # were made is in their timing.json).
@@ -589,7 +629,8 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
             tables.frame_markdown(cd, "model", _cd_labels(cd)),
             "",
             "CD per corruption = sum over severities of (1 - mIoU) / the same for the baseline "
-            "(100 = as robust as the baseline; lower is better). [CSV](tables/cd.csv)",
+            "(100 = as robust as the baseline; lower is better)." + _caveat(st) + " "
+            "[CSV](tables/cd.csv)",
             "",
         ]
     if result.natural is not None:
@@ -608,7 +649,9 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
         md += [
             "## Paired comparison",
             "",
-            _COMPARISON_NOTE.format(reference=st.reference) + " [CSV](tables/comparison.csv)",
+            _COMPARISON_NOTE.format(reference=e(st.reference))
+            + _caveat(st)
+            + " [CSV](tables/comparison.csv)",
             "",
             _comparison_md(st.comparison),
         ]
@@ -634,18 +677,19 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
         ]
         for run, slug, _ in per_run:
             md += [
-                f"![Reliability diagrams of {run.name}](figures/reliability_{slug}.png)",
+                f"![Reliability diagrams of {e(run.name)}](figures/reliability_{slug}.png)",
                 "",
                 f"[PDF](figures/reliability_{slug}.pdf)",
                 "",
             ]
     for run, slug, sev in per_run:
         md += [
-            f"## {run.name}",
+            f"## {e(run.name)}",
             "",
             "mIoU (%) per corruption and severity"
             + (" (± the half-width of the 95% interval, as in Table 5)" if st is not None else "")
-            + f" ([CSV](tables/severity_{slug}.csv)):",
+            + f" ([CSV](tables/severity_{slug}.csv)):"
+            + _caveat(st),
             "",
             tables.frame_markdown(sev, "corruption", _SEV_LABELS),
             "",
@@ -659,7 +703,7 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
                 _WORST_NOTE,
                 "",
             ]
-        md += [f"![Per-class IoU of {run.name}](figures/class_iou_{slug}.png)", ""]
+        md += [f"![Per-class IoU of {e(run.name)}](figures/class_iou_{slug}.png)", ""]
     if qual is not None:
         md += ["## Qualitative results", "", "![Qualitative results](figures/qualitative.png)", ""]
     if result.erf is not None:
@@ -674,7 +718,7 @@ def _index_md(result: ReportResult, shown, per_run, cd, qual, st) -> str:
             "",
         ]
     if result.warnings:
-        md += ["## Left out", "", *(f"- {w}" for w in result.warnings), ""]
+        md += ["## Left out", "", *(f"- {e(w)}" for w in result.warnings), ""]
     return "\n".join(md)
 
 
@@ -696,7 +740,7 @@ def _index_html(result: ReportResult, shown, per_run, cd, qual, st) -> str:
         '<a href="tables/table5.csv">CSV</a> and <a href="index.md">Markdown</a>.</p>',
         "<h2>Runs</h2>",
         "<ul>",
-        *(f"<li><b>{e(r.name)}</b> ({e(r.model)}): {e(_run_bits(r))}</li>" for r in shown),
+        *(_run_html(r) for r in shown),
         "</ul>",
         "<h2>Table 5: mIoU under corruption</h2>",
         tables.table5_html(t5),
@@ -706,14 +750,15 @@ def _index_html(result: ReportResult, shown, per_run, cd, qual, st) -> str:
             "<h2>Corruption degradation (CD, %)</h2>",
             tables.frame_html(cd, "model", _cd_labels(cd)),
             '<p class="note">CD per corruption = sum over severities of (1 - mIoU) / the same for '
-            "the baseline (100 = as robust as the baseline; lower is better).</p>",
+            f"the baseline (100 = as robust as the baseline; lower is better).{e(_caveat(st))}</p>",
         ]
     if result.natural is not None:
         parts.append(rnatural.natural_html(result.natural, figure="figures/natural.png"))
     if st is not None and st.comparison is not None:
         parts += [
             "<h2>Paired comparison</h2>",
-            f'<p class="note">{e(_COMPARISON_NOTE.format(reference=st.reference))}</p>',
+            f'<p class="note">{e(_COMPARISON_NOTE.format(reference=st.reference))}'
+            f"{e(_caveat(st))}</p>",
             _comparison_html(st.comparison),
         ]
     parts += [
@@ -739,7 +784,9 @@ def _index_html(result: ReportResult, shown, per_run, cd, qual, st) -> str:
             f"<h2>{e(run.name)}</h2>",
             "<p>mIoU (%) per corruption and severity"
             + (" (± the half-width of the 95% interval, as in Table 5)" if st is not None else "")
-            + ".</p>",
+            + "."
+            + e(_caveat(st))
+            + "</p>",
             tables.frame_html(sev, "corruption", _SEV_LABELS),
         ]
         if st is not None:

@@ -30,6 +30,7 @@ from robustbench_seg.report.tables import (
     frame_markdown,
     html_table,
     markdown_table,
+    md_escape,
     run_summary,
 )
 from robustbench_seg.runs import NATURAL, RunStatistics, natural_figure, natural_severity
@@ -78,6 +79,8 @@ class NaturalSection:
             left out of the interval); None with fewer runs.
         notes: What the reader needs to know (runs left out, why no correlation, ...).
         resamples: B of the intervals (0: no intervals).
+        images: With intervals: the fewest images any of them was resampled over (a natural
+            set's or the Cityscapes images'); 0 without intervals.
     """
 
     frame: pd.DataFrame
@@ -86,6 +89,7 @@ class NaturalSection:
     correlation: pd.DataFrame | None
     notes: list[str] = field(default_factory=list)
     resamples: int = 0
+    images: int = 0
 
     @property
     def models(self) -> list[str]:
@@ -315,7 +319,16 @@ def natural_section(
     if len(nat_runs) >= MIN_MODELS:  # every refusal before any resampling
         check_correlatable(nat_runs)
     samples = None
+    fewest = 0
     if statistics is not None:
+        fewest = min(  # the natural sets' images, and those of clean and mPC where shown
+            n
+            for run in nat_runs
+            for n in (
+                *([len(statistics[run.name].image_ids)] if statistics[run.name].cells else []),
+                *(len(ids) for _, ids in statistics[run.name].natural.values()),
+            )
+        )
         samples, figs = {}, {}
         for run in nat_runs:
             st = statistics[run.name]
@@ -344,7 +357,7 @@ def natural_section(
             f"{len(nat_runs)}, so it is not shown."
         )
     return NaturalSection(frame, conditions, densities, correlation, notes,
-                          resamples if statistics is not None else 0)  # fmt: skip
+                          resamples if statistics is not None else 0, fewest)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -410,6 +423,9 @@ def _texts(section: NaturalSection) -> dict[str, str]:
             f"({section.resamples} resamples of each image set), as in Table 5; bounds in "
             "natural.csv (X_lo, X_hi)."
         )
+        caveat = rstats.few_images_caveat(section.images)
+        if caveat:
+            out["intro"] += " " + caveat
     if section.densities:
         out["densities"] = (
             "mIoU (%) per density; Foggy Cityscapes' β is the attenuation coefficient of its "
@@ -474,7 +490,7 @@ def natural_markdown(section: NaturalSection, level: int = 2, figure: str | None
     ]
     for condition in section.densities:
         md += [
-            f"{h}# {label(condition)} by density",
+            f"{h}# {md_escape(label(condition))} by density",
             "",
             frame_markdown(
                 section.density_frame(condition), "model", {**labels, condition: "Mean"}
@@ -489,7 +505,7 @@ def natural_markdown(section: NaturalSection, level: int = 2, figure: str | None
         md += [markdown_table(headers, rows), "", texts["correlation"], ""]
     if figure is not None:
         md += [f"![Natural mean against mPC]({figure})", ""]
-    md += [*(f"- {n}" for n in section.notes), ""] if section.notes else []
+    md += [*(f"- {md_escape(n)}" for n in section.notes), ""] if section.notes else []
     return "\n".join(md)
 
 

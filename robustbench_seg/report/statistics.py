@@ -26,6 +26,8 @@ from robustbench_seg.stats import _severity_groups
 
 __all__ = [
     "DEFAULT_RELIABILITY",
+    "FEW_IMAGES",
+    "few_images_caveat",
     "calibration_display",
     "RELIABILITY_SEVERITIES",
     "WORST_SHARE",
@@ -48,6 +50,9 @@ __all__ = [
 DEFAULT_RELIABILITY = ("gaussian_noise", "motion_blur", "contrast", "snow")
 RELIABILITY_SEVERITIES = (1, 3, 5)
 WORST_SHARE = 0.1  # the worst decile of images
+# Below this many images a percentile bootstrap interval covers less than its 95% (it is too
+# narrow by about sqrt((n - 1) / n) and misses skew): the report says so next to the intervals.
+FEW_IMAGES = 30
 # How far a point estimate from the cells' per-image counts may be from results.csv's (both
 # percent; they differ only by the order of float additions).
 _AGREE = 1e-6
@@ -124,6 +129,16 @@ def with_intervals(
     return out[order]
 
 
+def few_images_caveat(images: int) -> str | None:
+    """The caveat shown next to intervals from fewer than :data:`FEW_IMAGES` images, else None."""
+    if images >= FEW_IMAGES:
+        return None
+    return (
+        f"Caution: intervals from only {images} images (fewer than {FEW_IMAGES}) are approximate: "
+        "with so few images the bootstrap interval tends to be too narrow."
+    )
+
+
 def table5_intervals(
     t5: Table5,
     figures: Mapping[str, Mapping[str, tuple[float, float, float]]],
@@ -147,7 +162,8 @@ def table5_intervals(
         "so mCD and differences are paired), max(point - lower, upper - point): the interval "
         "lies within value ± half-width. Bounds in table5.csv (X_lo, X_hi)."
     )
-    return Table5(frame, t5.corruptions, [*t5.notes, note])
+    caveat = few_images_caveat(images)
+    return Table5(frame, t5.corruptions, [*t5.notes, note, *([caveat] if caveat else [])])
 
 
 def cd_intervals(

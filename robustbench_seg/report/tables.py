@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,6 +37,7 @@ __all__ = [
     "load_reference",
     "load_runs",
     "markdown_table",
+    "md_escape",
     "ordered_corruptions",
     "run_summary",
     "severity_frame",
@@ -532,11 +534,32 @@ def _cells(t: Table5, bold: tuple[str, str], missing: str, pm: str) -> list[list
     return out
 
 
+# Characters Markdown (GitHub's included: tables, strikethrough, math) may read as markup.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~&$])")
+
+
+def md_escape(text: object) -> str:
+    """``text`` as literal Markdown on one line: names (models, runs, cells, classes, images)
+    shown as written, never as markup, a link or a table column; line breaks become spaces."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def _md_markup(cell: object) -> str:
+    """A Markdown cell as is, on one line, its ``|`` escaped (it would end the cell)."""
+    return " ".join(str(cell).splitlines()).replace("|", "\\|")
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    """A GitHub-flavoured Markdown table; the first ``left`` columns left-aligned."""
-    esc = [[str(c).replace("|", "\\|") for c in r] for r in [headers, *rows]]
+    """A GitHub-flavoured Markdown table; the first ``left`` columns left-aligned.
+
+    The headers and the first ``left`` columns are text (names: escaped with
+    :func:`md_escape`); the other cells are Markdown (numbers, ``**bold**``), with ``|``
+    escaped so that every row keeps its columns.
+    """
+    esc = [[md_escape(c) if i < left else _md_markup(c) for i, c in enumerate(r)] for r in rows]
     rule = [":---" if i < left else "---:" for i in range(len(headers))]
-    lines = ["| " + " | ".join(r) + " |" for r in [esc[0], rule, *esc[1:]]]
+    head = [md_escape(h) for h in headers]
+    lines = ["| " + " | ".join(r) + " |" for r in [head, rule, *esc]]
     return "\n".join(lines)
 
 
@@ -576,7 +599,7 @@ def table5_markdown(t: Table5) -> str:
         )
     ]
     text = markdown_table(["Model", *_header_labels(t)], rows)
-    return text + "".join(f"\n\n{n}" for n in t.notes) + "\n"
+    return text + "".join(f"\n\n{md_escape(n)}" for n in t.notes) + "\n"
 
 
 def _tex(s: str) -> str:
@@ -669,20 +692,20 @@ def table5_html(t: Table5) -> str:
 
 def _frame_cells(
     frame: pd.DataFrame, first: str, digits: int | dict[str, int]
-) -> tuple[list[str], list[tuple[str, list[tuple[str, str | None]]]]]:
-    """The shown columns and each row's label and cells ``(value, half-width or None)``: text as
-    is, numbers at ``digits`` decimals (one number, or per column; default 1), with the
-    half-width where ``X_lo`` and ``X_hi`` exist (those two columns are not shown)."""
+) -> tuple[list[str], list[tuple[str, list[tuple[str, str | None, bool]]]]]:
+    """The shown columns and each row's label and cells ``(value, half-width or None, is
+    text)``: text as is, numbers at ``digits`` decimals (one number, or per column; default 1),
+    with the half-width where ``X_lo`` and ``X_hi`` exist (those two columns are not shown)."""
     cols = _shown_columns(frame, first)
     rows = []
     for r in frame.to_dict("records"):
-        cells: list[tuple[str, str | None]] = []
+        cells: list[tuple[str, str | None, bool]] = []
         for c in cols:
             if isinstance(r[c], str):
-                cells.append((r[c], None))
+                cells.append((r[c], None, True))
                 continue
             d = digits if isinstance(digits, int) else digits.get(c, 1)
-            cells.append((fmt(r[c], d), _half_width_text(r, c, d)))
+            cells.append((fmt(r[c], d), _half_width_text(r, c, d), False))
         rows.append((str(r[first]), cells))
     return cols, rows
 
@@ -697,11 +720,19 @@ def frame_markdown(
     shown as a dash; a column ``X`` with ``X_lo`` and ``X_hi`` shown as ``value ± half-width``)."""
     labels = labels or {}
     cols, rows = _frame_cells(frame, first, digits)
-    body = [
-        [name, *(v if hw is None else f"{v} ± {hw}" for v, hw in cells)] for name, cells in rows
-    ]
-    # Text columns (object, or pandas' string dtype) come first and are left-aligned.
+    # Text columns (object, or pandas' string dtype) come first and are left-aligned (names:
+    # markdown_table escapes them); a text cell further right is escaped here.
     left = 1 + sum(1 for c in cols if pd.api.types.is_string_dtype(frame[c]))
+    body = [
+        [
+            name,
+            *(
+                (md_escape(v) if text and i + 1 >= left else v) if hw is None else f"{v} ± {hw}"
+                for i, (v, hw, text) in enumerate(cells)
+            ),
+        ]
+        for name, cells in rows
+    ]
     return markdown_table([labels.get(first, first), *(labels.get(c, c) for c in cols)], body, left)
 
 
@@ -720,7 +751,7 @@ def frame_html(
     for name, cells in rows:
         tds = "".join(
             f"<td>{e(v)}</td>" if hw is None else f"<td>{e(v)}<small> ± {e(hw)}</small></td>"
-            for v, hw in cells
+            for v, hw, _ in cells
         )
         body.append(f"<tr><th>{e(name)}</th>{tds}</tr>")
     return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
