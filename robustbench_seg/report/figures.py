@@ -73,6 +73,12 @@ def _title(corruption: str) -> str:
     return corruption.replace("_", " ").capitalize().replace("Jpeg", "JPEG")
 
 
+def _plain(name: object) -> str:
+    """A name (run, class, image) as matplotlib shows it literally: its ``$`` escaped, so that
+    two of them never start mathtext (which fails on most names)."""
+    return str(name).replace("$", r"\$")
+
+
 def plot_severity_curves(
     runs: Sequence[Run],
     stem: Path,
@@ -113,7 +119,7 @@ def plot_severity_curves(
                 if len(g) == 0:
                     continue
                 (line,) = ax.plot(
-                    x, y, marker="o", ms=4, lw=1.6, color=colors[run.name], label=run.name
+                    x, y, marker="o", ms=4, lw=1.6, color=colors[run.name], label=_plain(run.name)
                 )
                 handles[run.name] = line
                 top = max(top, max(y))
@@ -143,7 +149,7 @@ def plot_severity_curves(
     axes[0, 0].set_ylim(0, max(top * 1.08, 1.0))
     fig.legend(
         list(handles.values()),
-        list(handles),
+        [_plain(n) for n in handles],
         loc="lower center",
         ncol=min(len(handles), 4) or 1,
         frameon=False,
@@ -201,8 +207,8 @@ def plot_class_iou(run: Run, path: Path) -> Path:
         if cats[j] != cats[j - 1]:  # separate the clean column and the category groups
             ax.axvline(j - 0.5, color="white", lw=2)
     ax.set_xticks(range(w), [_title(c) for c in frame.columns], rotation=50, ha="right", fontsize=8)
-    ax.set_yticks(range(h), list(frame.index), fontsize=8)
-    ax.set_title(f"{run.name}: per-class IoU (%), mean over severities", fontsize=10)
+    ax.set_yticks(range(h), [_plain(c) for c in frame.index], fontsize=8)
+    ax.set_title(f"{_plain(run.name)}: per-class IoU (%), mean over severities", fontsize=10)
     cax = fig.add_axes((1 - 1.1 / fw, 1.45 / fh, 0.18 / fw, 1 - 1.85 / fh))
     fig.colorbar(im, cax=cax, label="IoU (%)")
     save_figure(fig, path, dpi=120)
@@ -249,7 +255,7 @@ def plot_natural(
                 ],
             }
         ax.errorbar([x], [y], fmt="o", ms=6, capsize=3, lw=1.2, color=colors[rec["model"]],
-                    label=rec["model"], **err)  # fmt: skip
+                    label=_plain(rec["model"]), **err)  # fmt: skip
     ax.set_xlabel("mPC on Cityscapes-C (mIoU %)")
     ax.set_ylabel("natural mean (mIoU %)")
     ax.grid(True, lw=0.4, alpha=0.5)
@@ -325,7 +331,9 @@ def plot_reliability(
     axes[0, 0].set_yticks([0, 0.5, 1], ["0", "0.5", "1"])
     for ax in axes.flat:
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{name}: reliability diagrams (grey: share of the pixels per bin)", fontsize=10)
+    fig.suptitle(
+        f"{_plain(name)}: reliability diagrams (grey: share of the pixels per bin)", fontsize=10
+    )
     # Fixed margins (inches), as in the other grids.
     fig.subplots_adjust(left=0.95 / fw, right=1 - 0.2 / fw, top=1 - 0.7 / fh, bottom=0.6 / fh,
                         wspace=0.1, hspace=0.12)  # fmt: skip
@@ -528,7 +536,7 @@ def plot_qualitative(
     height = ph * len(rows) + 1.2
     fig = Figure(figsize=(pw * cols + 1.2, height))
     axes = fig.subplots(len(rows), cols, squeeze=False)
-    titles = ["Image", "Ground truth", *names]
+    titles = ["Image", "Ground truth", *map(_plain, names)]
     for r, row in enumerate(rows):
         what = "clean" if row.corruption is None else f"{_title(row.corruption)} {row.severity}"
         maps = [colorize(m, palette) for m in (row.label, *row.predictions)]
@@ -539,10 +547,12 @@ def plot_qualitative(
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(titles[c], fontsize=9)
-        axes[r, 0].set_ylabel(f"{row.image_id.split('/')[-1]}\n{what}", fontsize=8)
+        axes[r, 0].set_ylabel(f"{_plain(row.image_id.split('/')[-1])}\n{what}", fontsize=8)
     present = sorted({int(v) for row in rows for m in (row.label, *row.predictions)
                       for v in np.unique(m) if v < len(class_names)})  # fmt: skip
-    legend = [Patch(color=np.asarray(palette[k]) / 255, label=class_names[k]) for k in present]
+    legend = [
+        Patch(color=np.asarray(palette[k]) / 255, label=_plain(class_names[k])) for k in present
+    ]
     fig.legend(handles=legend, loc="lower center", ncol=7, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.9 / height, 1, 1))
     save_figure(fig, path, dpi=120)
