@@ -84,10 +84,19 @@ def warp_nearest(label: np.ndarray, dx: np.ndarray, dy: np.ndarray, fill: int) -
     Returns:
         A new ``(H, W)`` array of ``label``'s dtype holding only ``label``'s values and ``fill``.
     """
-    h, w = label.shape
-    rows = np.floor(np.arange(h, dtype=np.float64)[:, None] + dy.astype(np.float64) + 0.5)
-    cols = np.floor(np.arange(w, dtype=np.float64)[None, :] + dx.astype(np.float64) + 0.5)
-    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    out = np.full((h, w), fill, label.dtype)
-    out[inside] = label[rows[inside].astype(np.intp), cols[inside].astype(np.intp)]
+    out = np.empty(label.shape, label.dtype)
+    _nearest_kernel(np.ascontiguousarray(label), dx, dy, fill, out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_kernel(label, dx, dy, fill, out):  # pragma: no cover - compiled
+    h, w = label.shape
+    for i in range(h):
+        for j in range(w):
+            r = np.floor(i + np.float64(dy[i, j]) + 0.5)
+            c = np.floor(j + np.float64(dx[i, j]) + 0.5)
+            if r < 0 or r >= h or c < 0 or c >= w:
+                out[i, j] = fill
+            else:
+                out[i, j] = label[int(r), int(c)]

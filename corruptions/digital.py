@@ -9,7 +9,7 @@ import numba
 import numpy as np
 from PIL import Image
 
-from corruptions._util import UNIT, UNIT32, paired_random_state, warp_nearest
+from corruptions._util import UNIT, UNIT32, paired_random_state
 from corruptions.blur import gaussian_filter
 
 
@@ -264,6 +264,7 @@ def elastic_field(shape: tuple[int, int], severity: int,
     0.01 W) truncated at 3 sigma, reflect borders; the uniforms (dx's, then dy's) from a
     generator seeded from ``rng`` exactly as the reference backend seeds imagecorruptions, so
     one ``rng`` state gives one field to the image, to its label map and to both backends.
+    Output pixel ``(y, x)`` samples the input at ``(y + dy, x + dx)``.
     """
     h, w = shape
     alpha = ELASTIC_ALPHA[severity - 1]
@@ -278,16 +279,23 @@ def elastic_field(shape: tuple[int, int], severity: int,
     return fields[0], fields[1]
 
 
+def elastic_warp(image: np.ndarray, field: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``image`` sampled at ``(y + dy, x + dx)`` for ``field = (dx, dy)``, as imagecorruptions'
+    ``map_coordinates(order=1, mode="reflect")`` on the float32 image, then clip and truncate."""
+    out = np.empty_like(image)
+    _warp_kernel(np.ascontiguousarray(image), UNIT32, field[0], field[1], out)
+    return out
+
+
 def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Elastic deformation: a Gaussian-smoothed uniform displacement field, bilinear warp.
 
-    The field is :func:`elastic_field`; the image is sampled at ``(y + dy, x + dx)`` with
-    imagecorruptions' ``map_coordinates(order=1, mode="reflect")`` (the mean change of a smooth
-    random warp varies a lot from field to field, so the uniforms are paired with the
-    reference's, see :func:`elastic_field`), and every step uses the reference's arithmetic:
-    for the same ``rng`` the two backends return the same bytes. imagecorruptions' version has
-    no other geometric step (no affine transform, no crop): the field is the whole motion, and
-    :func:`elastic_transform_labels` moves a label map by it.
+    The field is :func:`elastic_field`, the warp :func:`elastic_warp` (the mean change of a
+    smooth random warp varies a lot from field to field, so the uniforms are paired with the
+    reference's, see :func:`elastic_field`); every step uses the reference's arithmetic: for
+    the same ``rng`` the two backends return the same bytes. imagecorruptions' version has no
+    other geometric step (no affine transform, no crop): the field is the whole motion, and a
+    label map moves by it (``corruptions.corrupt_pair``).
 
     Args:
         image: uint8 HxWx3 RGB image.
@@ -297,28 +305,4 @@ def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator
     Returns:
         The corrupted uint8 image.
     """
-    dx, dy = elastic_field(image.shape[:2], severity, rng)
-    out = np.empty_like(image)
-    _warp_kernel(np.ascontiguousarray(image), UNIT32, dx, dy, out)
-    return out
-
-
-def elastic_transform_labels(
-    label: np.ndarray, severity: int, rng: np.random.Generator, ignore_index: int = 255
-) -> np.ndarray:
-    """The label map of an image moved as :func:`elastic_transform` moves the image: the same
-    field (drawn from ``rng`` in the state the image's corruption got), nearest neighbour;
-    ``ignore_index`` where the sample falls outside the image (where the image shows its
-    mirrored border).
-
-    Args:
-        label: uint8 ``(H, W)`` label map.
-        severity: 1..5.
-        rng: a generator in the state the image's ``elastic_transform`` was given.
-        ignore_index: The value for pixels whose source lies outside the image.
-
-    Returns:
-        The moved uint8 ``(H, W)`` label map.
-    """
-    dx, dy = elastic_field(label.shape, severity, rng)
-    return warp_nearest(label, dx, dy, ignore_index)
+    return elastic_warp(image, elastic_field(image.shape[:2], severity, rng))

@@ -36,11 +36,13 @@ class Corruption:
             renumbered.
         validation: True for the four corruptions imagecorruptions holds out for validation.
         module: the module of this package that holds the fast implementation.
-        label_warp: For a geometric corruption (one that moves pixels), the function of
-            ``module`` that moves a label map as the corruption moves the image:
-            ``(label uint8 HxW, severity, rng, ignore_index) -> label``, drawing the same
-            numbers from ``rng`` as the image's corruption (both backends draw alike). ``None``
-            for the others: they leave every pixel where it is, and labels unchanged.
+        motion: For a geometric corruption (one that moves pixels), the two functions of
+            ``module`` that make its fast implementation: ``field(shape, severity, rng) ->
+            (dx, dy)`` (output pixel ``(y, x)`` samples the input at ``(y + dy, x + dx)``;
+            drawing from ``rng`` what the corruption draws, both backends alike) and
+            ``warp(image, field) -> image``. A label map moves by the same field (nearest
+            neighbour: :func:`corrupt_pair`). ``None`` for the others: they leave every pixel
+            where it is, and the labels unchanged.
     """
 
     name: str
@@ -48,18 +50,19 @@ class Corruption:
     index: int
     validation: bool
     module: str
-    label_warp: str | None = None
+    motion: tuple[str, str] | None = None
 
     @property
     def geometric(self) -> bool:
         """True when the corruption moves pixels, so that it moves the labels too."""
-        return self.label_warp is not None
+        return self.motion is not None
 
-    def label_fn(self) -> Callable[..., np.ndarray] | None:
-        """The label warp (see ``label_warp``), or ``None`` for a corruption that moves nothing."""
-        if self.label_warp is None:
-            return None
-        return getattr(importlib.import_module(f"corruptions.{self.module}"), self.label_warp)
+    def motion_fns(self) -> tuple[Callable, Callable]:
+        """``(field, warp)`` of a geometric corruption (see ``motion``)."""
+        if self.motion is None:
+            raise CorruptionError(f"{self.name} moves no pixels")
+        mod = importlib.import_module(f"corruptions.{self.module}")
+        return getattr(mod, self.motion[0]), getattr(mod, self.motion[1])
 
     def fn(self, backend: str = "fast") -> CorruptionFn:
         """The implementation for ``backend`` (``fast`` or ``reference``)."""
@@ -95,11 +98,11 @@ _TABLE: tuple[tuple[str, str, str, bool], ...] = (
     ("saturate", "digital", "digital", True),
 )
 
-# The geometric corruptions and their label warps (functions of their fast module).
-_LABEL_WARPS = {"elastic_transform": "elastic_transform_labels"}
+# The geometric corruptions: their displacement field and warp (functions of their fast module).
+_MOTIONS = {"elastic_transform": ("elastic_field", "elastic_warp")}
 
 CORRUPTIONS: dict[str, Corruption] = {
-    name: Corruption(name, cat, i, val, mod, _LABEL_WARPS.get(name))
+    name: Corruption(name, cat, i, val, mod, _MOTIONS.get(name))
     for i, (name, cat, mod, val) in enumerate(_TABLE)
 }
 
@@ -247,10 +250,10 @@ def corrupt_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Corrupt an image and carry its label map along.
 
-    A geometric corruption (:attr:`Corruption.geometric`) moves the label map by the motion it
-    gives the image, drawn from the same state of ``rng_or_seed``: nearest neighbour,
-    ``ignore_index`` where the image samples outside itself. Other corruptions return ``label``
-    itself (not a copy).
+    A geometric corruption (:attr:`Corruption.geometric`) moves the label map by the field it
+    moves the image by, drawn from the same state of ``rng_or_seed``: nearest neighbour,
+    ``ignore_index`` where the image samples outside itself (see ``_util.warp_nearest``). Other
+    corruptions return ``label`` itself (not a copy).
 
     Args:
         image: As :func:`corrupt`.
@@ -266,9 +269,16 @@ def corrupt_pair(
     image = check_image(image)
     label = check_label(label, image.shape)
     rng = _as_generator(rng_or_seed)
-    warp = corruption.label_fn()
-    twin = copy.deepcopy(rng) if warp is not None else None  # the image's draws, again
-    out = corrupt(image, name, severity, rng, backend=backend)
-    if warp is None:
-        return out, label
-    return out, warp(label, check_severity(severity), twin, ignore_index)
+    if not corruption.geometric:
+        return corrupt(image, name, severity, rng, backend=backend), label
+    from corruptions._util import warp_nearest  # (numba: imported with the implementations)
+
+    field_fn, warp = corruption.motion_fns()
+    if backend == "fast":  # one field for both: what corrupt() computes, byte for byte
+        field = field_fn(image.shape[:2], check_severity(severity), rng)
+        out = warp(image, field)
+    else:  # the reference draws the same numbers from a twin of the generator
+        twin = copy.deepcopy(rng)
+        out = corrupt(image, name, severity, rng, backend=backend)
+        field = field_fn(image.shape[:2], check_severity(severity), twin)
+    return out, warp_nearest(label, *field, ignore_index)
