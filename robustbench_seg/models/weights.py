@@ -291,7 +291,8 @@ def verify_sha256(path: Path, expected: str, *, what: str) -> None:
     """Checks a file against a catalog's sha256 (a full digest or a prefix of one).
 
     Args:
-        path: The file (read whole: about 1 s per GB on one core).
+        path: The file, read whole (0.2-0.45 s for a 338 MB checkpoint here: see
+            benchmarks/bench_weights_hash.py).
         expected: Hex digest or prefix of at least 8 digits.
         what: What the file should be (a URL or catalog id), for the message.
 
