@@ -576,8 +576,10 @@ class CellView:
     """The images of one cell (clean, or one corruption x severity) with their labels.
 
     Reads a generated Cityscapes-C tree when ``cityscapes_c`` is given, else corrupts on the fly
-    with the same seeding rule (identical pixels either way). Picklable, so DataLoader workers
-    can corrupt in parallel. Items: ``(index, image uint8 HxWx3 RGB, trainIds uint8 HxW)``.
+    with the same seeding rule (identical pixels either way). A geometric corruption's labels
+    move with its pixels: on the fly by ``corrupt_pair``, from a tree its own moved label maps
+    (identical either way). Picklable, so DataLoader workers can corrupt in parallel. Items:
+    ``(index, image uint8 HxWx3 RGB, trainIds uint8 HxW)``.
     """
 
     def __init__(self, pairs, corruption: str | None = None, severity: int | None = None, *,
@@ -675,7 +677,8 @@ def check_tree(
 ) -> dict:
     """Checks a Cityscapes-C tree before any work: made with imagecorruptions' arithmetic, of
     ``split``, from these very images (each source file's sha256 against ``metadata.json``),
-    and holding every variant of ``variants`` for every pair. Returns its metadata.
+    and holding every variant of ``variants`` for every pair (and for a geometric corruption
+    the moved label map it wrote, in its manifest). Returns its metadata.
     ``digests`` (relative path -> sha256, as ``check_pairs`` fills it) spares reading the
     images again.
 

@@ -8,7 +8,7 @@ official layout, decodes its labels to train ids, and names its classes.
 | ``acdc`` | ``rgb_anon/<condition>/<split>/<sequence>/*_rgb_anon.png``, ``gt/<condition>/<split>/<sequence>/*_gt_labelTrainIds.png`` (ACDC devkit README; mmseg configs ``data_prefix=rgb_anon/fog/val``) | 19 | ``fog``, ``night``, ``rain``, ``snow`` |
 | ``dark-zurich`` | ``rgb_anon/<split>/night/<sequence>/*_rgb_anon.png``, ``gt/<split>/night/<sequence>/*_gt_labelTrainIds.png`` (mmseg ``DarkZurichDataset``, ``rgb_anon/val/night/GOPR0356``) | 19 | ``night`` |
 | ``ade20k`` | ``ADEChallengeData2016/images/{training,validation}/*.jpg``, ``annotations/.../*.png``, 0 = unlabelled (mmseg ``ADE20KDataset``, ``reduce_zero_label``) | 150 | — |
-| ``folder`` | ``images/**/*.{png,jpg,jpeg}``, ``labels/**/<same stem>.png`` holding class indices (255 ignored), ``classes.txt`` (one class per line, optionally ``name R G B``); with ``images/<split>/`` folders, splits | from ``classes.txt`` | — |
+| ``folder`` | ``images/**/*.{png,jpg,jpeg}``, ``labels/**/<same stem>.png`` holding class indices (255 ignored), ``classes.txt`` (UTF-8, one class per line, optionally ``name R G B``); with ``images/{train,val,test}/`` folders, splits (a split asked for and absent is refused) | from ``classes.txt`` | — |
 """
 
 from __future__ import annotations
