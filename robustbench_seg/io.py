@@ -232,18 +232,45 @@ def _check_lock(folder: Path) -> None:
         )
 
 
-def _take_lock(folder: Path) -> DirLock:
-    lock = folder / LOCK
-    for _ in range(3):
+def _write_pid(path: Path, flags: int) -> None:
+    """Writes this process's PID into a new file ``path`` (``os.open`` ``flags`` added to
+    ``O_CREAT | O_WRONLY``); a failure to write (a full disk) removes it."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | flags, 0o666)
+    try:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            _check_lock(folder)
-            lock.unlink(missing_ok=True)  # stale: the process that held it is gone
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        return DirLock(lock)
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _take_lock(folder: Path) -> DirLock:
+    """Takes ``folder``'s lock: its file appears complete (a hard link to a written file, or
+    ``O_EXCL`` where the file system has no hard links), so that no other process reads it empty
+    and a full disk leaves no lock (the error names the lock)."""
+    lock = folder / LOCK
+    tmp = lock.with_name(f"{LOCK}.{os.getpid()}.tmp")
+    try:
+        _write_pid(tmp, os.O_TRUNC)
+        for _ in range(3):
+            try:
+                try:
+                    os.link(tmp, lock)
+                except FileExistsError:
+                    raise
+                except OSError:  # no hard links here
+                    _write_pid(lock, os.O_EXCL)
+            except FileExistsError:
+                _check_lock(folder)
+                lock.unlink(missing_ok=True)  # stale: the process that held it is gone
+                continue
+            return DirLock(lock)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, os.fspath(lock)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
     raise RobustSegError(f"cannot lock {folder} ({lock} keeps reappearing)")
 
 
@@ -271,7 +298,7 @@ def check_dir(
             )
     _check_lock(folder)
     if not marker.is_file() and folder.is_dir():
-        entries = sorted(p.name for p in folder.iterdir() if p.name != LOCK)
+        entries = sorted(p.name for p in folder.iterdir() if not p.name.startswith(LOCK))
         if entries and not (recognise is not None and recognise(folder)):
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise RobustSegError(
@@ -309,17 +336,19 @@ def claim_dir(
     """
     folder = Path(folder)
     check_dir(folder, kind, recognise=recognise, option=option)
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = _take_lock(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first
+    lock = None
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = _take_lock(folder)
         if not (folder / MARKER).is_file():
             write_json_atomic(folder / MARKER, {"kind": kind, "made_by": "robustseg"})
     except BaseException:  # e.g. a full disk: leave nothing behind
-        lock.release()
-        if created:
+        if lock is not None:
+            lock.release()
+        for made in created:
             with contextlib.suppress(OSError):
-                folder.rmdir()
+                made.rmdir()
         raise
     return lock
 

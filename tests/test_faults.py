@@ -55,13 +55,18 @@ def data(tmp_path_factory):
     }
 
 
-def _in_namespace(tmp: Path, mount_options: str, commands: dict[str, list[str]]) -> dict:
+def _in_namespace(
+    tmp: Path, mount_options: str, commands: dict[str, list[str]], setup: str = ""
+) -> dict:
     """Runs each command in one private mount namespace where ``tmp/mnt`` is a fresh tmpfs with
-    ``mount_options``; returns {name: (exit code, stderr lines, what is left in the mount)}."""
+    ``mount_options`` (after the shell line ``setup``, run in the mount); returns {name: (exit
+    code, stderr lines, what is left in the mount)}."""
     mnt, logs = tmp / "mnt", tmp / "logs"
     mnt.mkdir(exist_ok=True)
     logs.mkdir(exist_ok=True)
     script = [f"mount -t tmpfs -o {mount_options} tmpfs {mnt}"]
+    if setup:
+        script.append(f"(cd {mnt} && {setup})")
     for name, args in commands.items():
         script.append(
             f"ROBUSTSEG_NO_PROGRESS=1 {shlex.join(ROBUSTSEG + args)} >/dev/null "
