@@ -83,9 +83,7 @@ def test_payload_is_refused_unread(tmp_path, kind, legacy) -> None:
         read_checkpoint(path)
     msg = str(info.value)
     assert msg.startswith(f"refused {path}: its pickle names ") and "\n" not in msg
-    assert {"os.system": "posix.system", "exec": "exec", "subprocess": ".call"}[
-        kind
-    ] in msg
+    assert {"os.system": "posix.system", "exec": "exec", "subprocess": ".call"}[kind] in msg
     assert "nothing was run" in msg
     assert not marker.exists()
 
@@ -277,6 +275,20 @@ def test_cli_train_init_imagenet_refuses_a_crafted_cached_backbone(cache, city, 
     assert code == 2 and f"--init imagenet: {path} is not the file {R50_IMAGENET.source}" in line
     assert "expected 2cccc1ad" in line and not marker.exists()
     assert not (tmp_path / "t").exists()  # refused before the run folder is made
+
+
+def test_cli_train_init_payload_path_leaves_no_run_folder(cache, city, tmp_path) -> None:
+    marker = tmp_path / "ran"
+    path = _payload_file(tmp_path / "init.pth", marker)
+    code, line = _run_cli(
+        ["train", "-m", "segformer-b0", "--init", path, "--cityscapes-root", city,
+         "--out", tmp_path / "t", "--iters", "1", "--crop", "32", "--eval-every", "0",
+         "--workers", "0"],
+        [cache, city],
+    )  # fmt: skip
+    assert code == 2 and line.startswith("robustseg: error: --init ") and str(path) in line
+    assert "nothing was run" in line and not marker.exists()
+    assert not (tmp_path / "t").exists()  # read, and refused, before the run folder is made
 
 
 # ----------------------------------------------------------------------------- hf://

@@ -57,7 +57,6 @@ from robustbench_seg.models.heads import FCNHead
 from robustbench_seg.models.layers import DropPath
 from robustbench_seg.models.loader import load
 from robustbench_seg.models.registry import ModelEntry, Preprocessing, get_model_entry, split_name
-from robustbench_seg.models.weights import resolve_weights
 from robustbench_seg.sizes import format_size
 
 __all__ = [
@@ -550,12 +549,20 @@ def _build_net(
     precision: str,
     info: runtime.DistInfo,
     ckpt: Mapping[str, Any] | None,
+    initial: tuple[nn.Module, str] | None = None,
 ) -> _Parts:
-    """Builds the model (initialised, or restored from ``ckpt``), its head and optimizer."""
-    torch.manual_seed(seed)
-    if ckpt is None:
+    """Builds the model (initialised, or restored from ``ckpt``), its head and optimizer.
+
+    ``initial``: the model ``_initial_model`` already built (right after ``torch.manual_seed``)
+    before the run folder was made, so that a refused ``--init`` leaves no folder.
+    """
+    if initial is not None and ckpt is None:
+        net_model, source = initial
+    elif ckpt is None:
+        torch.manual_seed(seed)
         net_model, source = _initial_model(entry, init)
     else:
+        torch.manual_seed(seed)
         net_model, source = load(entry.name, num_classes=entry.num_classes).module, "random"
     aux = _auxiliary_head(net_model, entry, recipe)
     net = _TrainNet(net_model, aux)
@@ -865,15 +872,14 @@ def train(
     recipe, train_pairs, val_pairs = _prepare_data(
         data, root, recipe, entry, progress and info.is_main
     )
-    if init != "none" and not resume:  # downloaded and checked before the run folder exists
-        try:
-            resolve_weights(init, model_name=entry.name)
-        except RobustSegError as exc:
-            raise RobustSegError(f"--init {init}: {exc}") from exc
+    initial = None
+    if init != "none" and not resume:  # downloaded, checked and read before the run folder exists
+        torch.manual_seed(seed)
+        initial = _initial_model(entry, init)
     run = _open_run(out, entry.name, init, seed, precision, recipe, resume, info,
                     (data.name, entry.num_classes))  # fmt: skip
     try:
-        parts = _build_net(entry, recipe, init, seed, precision, info, run.ckpt)
+        parts = _build_net(entry, recipe, init, seed, precision, info, run.ckpt, initial)
         start = parts.start
         stop = recipe.iters if stop_after is None else max(start, min(stop_after, recipe.iters))
         dataset = TrainSet(train_pairs, recipe, entry.preprocessing, seed)
