@@ -123,6 +123,13 @@ def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
     return Path(dest)
 
 
+def open_append(path: str | os.PathLike, **kwargs: object):
+    """Open ``path`` for appending text (created with 0666 less the umask): a link at ``path``
+    is refused (``O_NOFOLLOW``: ELOOP), never written through. ``kwargs``: ``open``'s."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    return open(fd, "a", encoding="utf-8", **kwargs)
+
+
 def package_versions(names: Iterable[str]) -> dict[str, str]:
     """Python's version and each installed distribution's version (absent ones are skipped)."""
     from importlib.metadata import PackageNotFoundError, version

@@ -44,6 +44,7 @@ from robustbench_seg.io import (
     check_dir,
     claim_dir,
     cpu_info,
+    open_append,
     package_versions,
     sha256_file,
     write_json_atomic,
@@ -141,7 +142,7 @@ def load_manifest(out: Path) -> dict[str, dict]:
 def _append_journal(out: Path, row: dict) -> None:
     path = out / f".manifest.journal.{os.getpid()}.csv"
     new = not path.exists()
-    with open(path, "a", newline="") as fh:
+    with open_append(path, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
         if new:
             writer.writeheader()

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.io import atomic_path, save_figure
+from robustbench_seg.io import atomic_path, open_append, save_figure, write_text_atomic
 
 if TYPE_CHECKING:
     from robustbench_seg.engine.recipes import Recipe
@@ -274,7 +274,7 @@ def truncate_log(path: Path, keep_until: int | None) -> None:
             line for line in path.read_text().splitlines()
             if line.strip() and json.loads(line)["iter"] <= keep_until
         ]  # fmt: skip
-    path.write_text("".join(line + "\n" for line in kept))
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def append_log(path: Path, row: Mapping[str, Any]) -> None:
@@ -284,7 +284,7 @@ def append_log(path: Path, row: Mapping[str, Any]) -> None:
         path: The log.
         row: JSON-serialisable values (``iter`` first).
     """
-    with path.open("a") as fh:
+    with open_append(path) as fh:
         fh.write(json.dumps(row) + "\n")
 
 
