@@ -313,7 +313,8 @@ def make_corrupted_cmd(dataset, data_root, split, out, corruptions, severities, 
     """Generate the corrupted tree of any dataset (ADE20K-C, ...), as make-cityscapes-c does.
 
     Same protocol, seeding, manifest and resume: OUT/<corruption>/<severity>/<image's path in
-    the dataset, as .png>, each variant folder linking back to the dataset's labels.
+    the dataset, as .png>, each variant folder linking back to the dataset's labels, except
+    a geometric corruption's (elastic_transform), which holds its moved label maps.
 
     Example: robustseg make-corrupted --dataset ade20k --data-root ~/data/ade --out ~/data/ade20k-c
     """
