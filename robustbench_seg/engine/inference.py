@@ -15,7 +15,10 @@ from robustbench_seg.models.registry import Preprocessing
 from robustbench_seg.runtime import autocast
 from robustbench_seg.sizes import format_size, hw
 
-__all__ = ["Precision", "predict_labels", "predict_logits", "preprocess", "sliding_windows"]
+__all__ = [
+    "Precision", "pil_bilinear_resize", "predict_labels", "predict_logits", "preprocess",
+    "sliding_windows",
+]  # fmt: skip
 
 Precision = Literal["fp32", "fp16", "bf16"]
 
@@ -27,7 +30,8 @@ def preprocess(
 
     Args:
         image: ``(H, W, 3)`` or ``(N, H, W, 3)`` uint8, RGB.
-        spec: The model's preprocessing (mean/std, channel order, value scale).
+        spec: The model's preprocessing (``image_resize``, mean/std, channel order, value
+            scale).
         device: Where to put the result (normalization runs there).
 
     Returns:
@@ -44,7 +48,10 @@ def preprocess(
     x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     if x.ndim == 3:
         x = x[None]
-    x = x.permute(0, 3, 1, 2).float()
+    x = x.permute(0, 3, 1, 2)
+    if spec.image_resize is not None:
+        x = pil_bilinear_resize(x, spec.image_resize)
+    x = x.float()
     if spec.channel_order == "BGR":
         x = x.flip(1)
     if spec.value_scale != 255.0:
@@ -52,6 +59,86 @@ def preprocess(
     mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous()
+
+
+# Pillow's fixed point (libImaging/Resample.c): PRECISION_BITS = 32 - 8 - 2
+_PIL_BITS = 22
+
+
+def _pil_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's bilinear taps of one axis (``precompute_coeffs`` then
+    ``normalize_coeffs_8bpc``): source indices and integer weights, ``(out_size, ksize)``.
+
+    The float arithmetic follows the C code operation by operation (float64, sums in order,
+    truncation toward zero), so the integer weights are Pillow's.
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale  # the bilinear (triangle) filter's support is 1
+    ksize = int(np.ceil(support)) * 2 + 1
+    center = (np.arange(out_size) + 0.5) * scale
+    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    xmax = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), in_size) - xmin
+    taps = np.arange(ksize)
+    t = np.abs(((taps[None] + xmin[:, None]) - center[:, None] + 0.5) * (1.0 / filterscale))
+    w = np.where((taps[None] < xmax[:, None]) & (t < 1.0), 1.0 - t, 0.0)
+    total = np.cumsum(w, axis=1)[:, -1:]  # in order, as the C loop adds them
+    w = np.where(total != 0.0, w / np.where(total != 0.0, total, 1.0), w)
+    scaled = w * (1 << _PIL_BITS)
+    kk = np.where(scaled < 0, np.trunc(-0.5 + scaled), np.trunc(0.5 + scaled)).astype(np.int64)
+    index = np.minimum(xmin[:, None] + taps[None], in_size - 1)  # zero weights past xmax
+    return index, kk
+
+
+def _pil_pass(x: torch.Tensor, out_size: int, dim: int) -> torch.Tensor:
+    """One of Pillow's two passes along ``dim`` of a uint8 tensor: integer sums rounded with
+    half an output step, shifted back and clipped to 0..255."""
+    index, kk = _pil_taps(x.shape[dim], out_size)
+    idx = torch.from_numpy(index).to(x.device)
+    weights = torch.from_numpy(kk.astype(np.int32)).to(x.device)
+    shape = [1] * x.ndim
+    shape[dim] = out_size
+    # int32 as Pillow: bilinear weights are >= 0 and sum to about 2**22, so 255 * 2**22 + 2**21
+    # bounds every partial sum
+    acc = torch.full((), 1 << (_PIL_BITS - 1), dtype=torch.int32, device=x.device)
+    for k in range(index.shape[1]):
+        acc = acc + x.index_select(dim, idx[:, k]).int() * weights[:, k].view(shape)
+    return (acc >> _PIL_BITS).clamp_(0, 255).to(torch.uint8)
+
+
+def pil_bilinear_resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Pillow's ``Image.resize((W, H), Image.BILINEAR)`` of uint8 ``(N, C, H, W)`` images, byte
+    for byte, on any device.
+
+    Pillow resamples in two passes, each rounded to uint8, with 22-bit integer weights; an axis
+    whose size does not change is not resampled. The order of the passes is Pillow 13's: the
+    vertical pass first when the height shrinks by more than twice as many pixels as the width
+    (``h - H > 2 (w - W)``), else the horizontal one. Pillow 12.1 and older always resample
+    horizontally first (12.2: also vertically first for images over 100 times taller than
+    wide); where the order differs, some values differ by 1.
+
+    ``torch.nn.functional.interpolate(x, mode="bilinear", antialias=True)`` on uint8 is not
+    this: its integer weights are others, and a non-integer upscale differs by 1 on some
+    values (torch 2.13: 364 of 38400 values for 64x128 -> 64x200).
+
+    Args:
+        x: ``(N, C, H, W)`` uint8.
+        size: ``(H_out, W_out)``.
+
+    Returns:
+        ``(N, C, H_out, W_out)`` uint8.
+    """
+    height, width = hw(tuple(size))
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise RobustSegError(f"expected uint8 (N, C, H, W) images, got {x.dtype} {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    passes = [(width, 3), (height, 2)]
+    if h - height > 0 and h - height > 2 * (w - width):  # Pillow 13's ImagingResampleInner
+        passes.reverse()
+    for out_size, dim in passes:
+        if x.shape[dim] != out_size:
+            x = _pil_pass(x, out_size, dim)
+    return x
 
 
 def sliding_windows(

@@ -11,6 +11,7 @@ import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Literal
 
 from torch import nn
@@ -36,11 +37,14 @@ TAG_SEPARATOR = "."
 class Preprocessing:
     """The model contract: how an image becomes the model's input and its outputs the classes.
 
-    The runner computes ``x = (image[..., order] * value_scale / 255 - mean) / std`` (float32,
-    NCHW), resizes ``x`` to ``input_size`` if one is given with
-    ``torch.nn.functional.interpolate(x, size=input_size, mode="bilinear",
-    align_corners=False, antialias=True)``, runs the model, keeps the output channels
-    ``output_classes`` (if given) and upsamples the logits bilinearly to the label size.
+    The runner resizes the uint8 RGB image to ``image_resize`` if one is given (Pillow's
+    ``Image.resize(size, Image.BILINEAR)``, byte for byte), computes
+    ``x = (image[..., order] * value_scale / 255 - mean) / std`` (float32, NCHW), resizes ``x``
+    to ``input_size`` if one is given with ``torch.nn.functional.interpolate(x,
+    size=input_size, mode="bilinear", align_corners=False, antialias=True)``, runs the model,
+    keeps the output channels ``output_classes`` (if given) and upsamples the logits bilinearly
+    to the label size. Every field is recorded in a run's ``run.json`` and enters its
+    configuration hash: a run never resumes under another contract.
 
     Attributes:
         mean: Per-channel mean, in the model's channel order and value scale.
@@ -50,10 +54,15 @@ class Preprocessing:
             (255.0: raw uint8 values; 1.0: values divided by 255 first).
         input_size: ``None`` (the image as it is) or ``(H, W)``: the size the model was trained
             on; every image (or, in sliding-window inference, the whole image before the
-            windows are cut) is resized to it.
+            windows are cut) is resized to it, after normalisation (float, antialiased).
         output_classes: ``None`` (the model's outputs are the dataset's classes, in order) or
             one output channel index per dataset class, in the dataset's order (e.g.
             ``tuple(range(19))`` for a 20-output model whose last channel is background).
+        image_resize: ``None`` or ``(H, W)`` (height first, as ``input_size``; Pillow's size is
+            ``(W, H)``): the uint8 image is resized to it *before* normalisation, with the
+            integer arithmetic of Pillow's ``Image.resize((W, H), Image.BILINEAR)`` (the same
+            bytes), so that a model trained on a PIL pipeline sees the values it was trained
+            on. It applies before ``input_size`` (both may be given).
     """
 
     mean: tuple[float, float, float]
@@ -62,6 +71,15 @@ class Preprocessing:
     value_scale: float = 255.0
     input_size: tuple[int, int] | None = None
     output_classes: tuple[int, ...] | None = None
+    image_resize: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        size = self.image_resize
+        if size is not None and (
+            len(size) != 2
+            or not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in size)
+        ):
+            raise RobustSegError(f"image_resize must be (H, W), two integers >= 1, got {size!r}")
 
 
 # mmsegmentation's img_norm_cfg (to_rgb=True), the ImageNet statistics on 0-255; identical to
