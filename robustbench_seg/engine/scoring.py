@@ -19,7 +19,7 @@ from torch import nn
 from robustbench_seg import metrics, runtime
 from robustbench_seg.data.pairs import Pair, load_label
 from robustbench_seg.engine.inference import predict_logits, preprocess
-from robustbench_seg.errors import RobustSegError
+from robustbench_seg.errors import RobustSegError, SystemFailure, exception_line
 from robustbench_seg.models.registry import Preprocessing
 from robustbench_seg.sizes import hw
 
@@ -29,28 +29,55 @@ __all__ = [
 ]  # fmt: skip
 
 
+_WHERE = "\0where\0"  # replaced by the batch's name
+
+
+class _ModelError(Exception):
+    """The model failed on a batch; :meth:`Segmenter.logits` puts the batch's name (cell and
+    image) where the text says ``_WHERE``."""
+
+    def __init__(self, text: str, exit_code: int) -> None:
+        super().__init__(text)
+        self.text, self.exit_code = text, exit_code
+
+
 class _Contract(nn.Module):
-    """Checks the model's output once and keeps the declared output channels."""
+    """Checks the model's output on every call and keeps the declared output channels."""
 
     def __init__(self, inner: nn.Module, num_outputs: int, output_classes: Sequence[int] | None):
         super().__init__()
-        self.inner, self.num_outputs, self.checked = inner, num_outputs, False
+        self.inner, self.num_outputs = inner, num_outputs
         self.index = None if output_classes is None else list(output_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.inner(x)
-        if not self.checked:
-            if not isinstance(y, torch.Tensor) or y.ndim != 4 or y.shape[0] != x.shape[0]:
-                shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-                raise RobustSegError(
-                    f"the model must return logits (N, num_classes, h, w); got {shape}"
-                )
-            if y.shape[1] != self.num_outputs:
-                raise RobustSegError(
-                    f"the model returned {y.shape[1]} classes, expected {self.num_outputs}"
-                )
-            self.checked = True
+        try:
+            y = self.inner(x)
+        except Exception as exc:  # noqa: BLE001 - the model's own error is one line, exit 1
+            raise _ModelError(f"the model's forward() failed on {_WHERE}: {exception_line(exc)}",
+                              1) from exc  # fmt: skip
+        # a few attribute reads per forward pass (microseconds): every batch is checked
+        if not isinstance(y, torch.Tensor) or y.ndim != 4 or y.shape[0] != x.shape[0]:
+            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise _ModelError(
+                f"the model must return logits (N, num_classes, h, w) for an (N, 3, H, W) "
+                f"batch; got {shape} for {tuple(x.shape)} on {_WHERE}", 2,
+            )  # fmt: skip
+        if y.shape[1] != self.num_outputs:
+            raise _ModelError(_classes_message(y.shape[1], self.num_outputs), 2)
         return y if self.index is None else y[:, self.index]
+
+
+def _classes_message(got: int, expected: int) -> str:
+    """What a wrong channel count says, and how to declare the model's outputs."""
+    text = f"the model returned {got} classes, expected {expected}, on {_WHERE}"
+    if got > expected:
+        return (
+            f"{text}: declare num_classes {got} and pick the dataset's {expected} channels with "
+            f"output_classes (a builder's metadata {{'num_classes': {got}, 'output_classes': "
+            f"[...{expected} indices]}}; from Python: num_classes={got}, "
+            "preprocessing=Preprocessing(..., output_classes=...))"
+        )
+    return f"{text} (num_classes declares the channels the model returns, on every batch)"
 
 
 @dataclass
@@ -196,7 +223,11 @@ class Segmenter:
         if settings["mode"] == "auto":
             ch, cw = hw(settings["crop"])
             settings["mode"] = "whole" if x.shape[-2] <= ch and x.shape[-1] <= cw else "slide"
-        out = predict_logits(self.net, x, out_size=tuple(out_size), **settings)  # type: ignore[arg-type]
+        try:
+            out = predict_logits(self.net, x, out_size=tuple(out_size), **settings)  # type: ignore[arg-type]
+        except _ModelError as exc:
+            kind = SystemFailure if exc.exit_code == 1 else RobustSegError
+            raise kind(exc.text.replace(_WHERE, what)) from exc.__cause__
         # NaN and inf reach the minimum or the maximum: one reduction, no full-size temporary
         if not bool(torch.isfinite(torch.stack(torch.aminmax(out))).all()):
             raise RobustSegError(
