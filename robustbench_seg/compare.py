@@ -69,7 +69,9 @@ def check_comparable(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRE
 
 def check_images(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) -> None:
     """Refuses two runs (name, ``run.json``'s ``config``) over different images of the evaluated
-    dataset; ``why`` ends the message."""
+    dataset: other image lists, or the same names with other pixels (their content digests,
+    where both runs record one: runs from before it was kept are paired by names, as then);
+    ``why`` ends the message."""
     (name_a, ca), (name_b, cb) = a, b
     if (ca.get("images_sha256"), ca.get("num_images")) != (
         cb.get("images_sha256"),
@@ -80,12 +82,27 @@ def check_images(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) -
             f"{cb.get('num_images')} images of {ca.get('split')}/{cb.get('split')}, image lists "
             f"differ); {why}"
         )
+    if _other_pixels(ca.get(_CONTENT), cb.get(_CONTENT)):
+        raise RobustSegError(
+            f"{name_a} and {name_b} were evaluated on different images (the same "
+            f"{ca.get('num_images')} file names with other pixels: the images' content digests "
+            f"differ); {why}"
+        )
 
 
-def _natural_images(config: dict) -> dict[str, tuple[object, object]]:
-    """Natural cell -> (images_sha256, num_images) as ``run.json`` records them."""
+_CONTENT = "images_content_sha256"  # run.json's digest of the images' pixels
+
+
+def _other_pixels(a: object, b: object) -> bool:
+    """Both runs record a content digest and they differ."""
+    return a is not None and b is not None and a != b
+
+
+def _natural_images(config: dict) -> dict[str, tuple[object, object, object]]:
+    """Natural cell -> (images_sha256, num_images, content digest) as ``run.json`` records
+    them."""
     return {
-        str(n.get("cell")): (n.get("images_sha256"), n.get("num_images"))
+        str(n.get("cell")): (n.get("images_sha256"), n.get("num_images"), n.get(_CONTENT))
         for n in config.get("natural", []) or []
         if isinstance(n, dict)
     }
@@ -104,19 +121,26 @@ def check_natural(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) 
             "--natural"
         )
     for cell in sorted(na):
-        for name, (sha, _) in ((name_a, na[cell]), (name_b, nb[cell])):
+        for name, (sha, _, _) in ((name_a, na[cell]), (name_b, nb[cell])):
             if sha is None:
                 raise RobustSegError(
                     f"cannot tell which images {name} evaluated {cell} on (its run.json records "
                     f"no image hash of the cell); {why}"
                 )
-    cells = sorted(c for c in na if na[c] != nb[c])
+    cells = sorted(c for c in na if na[c][:2] != nb[c][:2])
     if cells:
         n_a, n_b = na[cells[0]][1], nb[cells[0]][1]
         raise RobustSegError(
             f"{name_a} and {name_b} evaluated the natural-shift cells {', '.join(cells[:5])} on "
             f"different images (different images of {cells[0]}: {n_a} vs {n_b} images, image "
             f"lists differ); {why}"
+        )
+    cells = sorted(c for c in na if _other_pixels(na[c][2], nb[c][2]))
+    if cells:
+        raise RobustSegError(
+            f"{name_a} and {name_b} evaluated the natural-shift cells {', '.join(cells[:5])} on "
+            f"different images (the same file names of {cells[0]} with other pixels: the images' "
+            f"content digests differ); {why}"
         )
 
 

@@ -3,14 +3,16 @@ read by ``report``).
 
 A run directory holds:
 
-- ``run.json``: the configuration, its hash, settings, versions and device;
+- ``run.json``: the configuration (the model contract and the images' content digest
+  included), its hash, settings, versions and device, the image ids and each image's sha256;
 - ``timing.json``: when the run started and finished, and its seconds: the one file that differs
   when the same configuration is run again on the same machine (``run.json``'s timing keys,
   kept apart so that a committed run, such as the demo's, stays byte-identical);
 - ``cells/<cell>.npz``: per cell the confusion matrix (int64, rows ground truth), the image
   count, the configuration hash, the per-image TP, FP and FN of every class (``per_image``,
   ``(N, K, 3)``, in the split's image order) and the calibration sums (``cal_*``,
-  ``metrics.Calibration``), each written atomically when the cell is complete;
+  ``metrics.Calibration``) and the hash of its image ids (``ids``), each written atomically
+  when the cell is complete;
 - ``predictions/<cell>.npz``: the predicted trainIds (uint8) of the first images of the cell
   (``evaluate --save-predictions``), with their image ids, for the report's qualitative grid;
 - ``results.csv``: one tidy row per cell and class (IoU, mIoU with its 95% bootstrap interval
@@ -23,8 +25,11 @@ A run directory holds:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,7 +41,7 @@ from robustbench_seg import metrics
 from robustbench_seg import stats as stats_mod
 from robustbench_seg.data.cityscapes import CLASS_NAMES
 from robustbench_seg.data.cityscapes_c import CLEAN
-from robustbench_seg.errors import RobustSegError
+from robustbench_seg.errors import RobustSegError, SystemFailure
 from robustbench_seg.io import DirLock, atomic_path, claim_dir, write_json_atomic
 
 __all__ = [
@@ -46,8 +51,12 @@ __all__ = [
     "CellRecord",
     "RunStatistics",
     "load_statistics",
+    "check_run_files",
     "claim_run_dir",
+    "content_sha256",
+    "describe_change",
     "format_summary",
+    "ids_sha256",
     "load_cell",
     "load_predictions",
     "prepare_run_dir",
@@ -136,11 +145,13 @@ def claim_run_dir(run_dir: str | os.PathLike) -> DirLock:
     )
 
 
-def prepare_run_dir(run_dir: str | os.PathLike, config_hash: str, *, overwrite: bool) -> None:
+def prepare_run_dir(run_dir: str | os.PathLike, config_hash: str, *, overwrite: bool,
+                    info: Mapping[str, Any] | None = None) -> None:  # fmt: skip
     """Makes ``run_dir`` ready for a run of configuration ``config_hash``.
 
     A run of the same configuration is kept (its finished cells resume). A run of another
-    configuration is refused, or with ``overwrite`` its cells and tables are removed.
+    configuration is refused, saying what changed (:func:`describe_change` against ``info``,
+    the new run's ``run.json``), or with ``overwrite`` its cells and tables are removed.
 
     Raises:
         RobustSegError: ``run_dir`` holds a run of another configuration and not ``overwrite``.
@@ -150,9 +161,11 @@ def prepare_run_dir(run_dir: str | os.PathLike, config_hash: str, *, overwrite: 
         previous = read_run_info(run_dir) or {}
         if previous.get("config_hash") != config_hash:
             if not overwrite:
+                change = describe_change(previous, info) if info is not None else ""
                 raise RobustSegError(
-                    f"{run_dir} holds a run with another configuration; use another --out "
-                    "or --overwrite"
+                    f"{run_dir} holds a run with another configuration"
+                    + (f": {change} since this run was started" if change else "")
+                    + "; use another --out or --overwrite"
                 )
             for sub in (CELLS, PREDICTIONS):
                 for f in (run_dir / sub).glob("*.npz"):
@@ -160,6 +173,85 @@ def prepare_run_dir(run_dir: str | os.PathLike, config_hash: str, *, overwrite: 
             for f in (RESULTS, SUMMARY):
                 (run_dir / f).unlink(missing_ok=True)
     (run_dir / CELLS).mkdir(parents=True, exist_ok=True)
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+def content_sha256(image_ids: Sequence[str], sha256s: Sequence[str]) -> str:
+    """One digest of the images' content: the sha256 over ``image id<TAB>sha256`` lines,
+    sorted (what a run's configuration hash includes: other pixels under the same names are
+    another run)."""
+    lines = sorted(f"{i}\t{s}" for i, s in zip(image_ids, sha256s, strict=True))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def ids_sha256(image_ids: Sequence[str]) -> str:
+    """The hash of an image id list, in order (what a cell file records of its images)."""
+    return hashlib.sha256("\n".join(image_ids).encode()).hexdigest()
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        items = [_shown(v) for v in value]
+        return "(" + ", ".join(items[:6] + (["..."] if len(items) > 6 else [])) + ")"
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value[:12]  # a sha256
+    return str(value)
+
+
+def _normalised(value: Any) -> Any:
+    return json.loads(json.dumps(value))  # tuples as lists, as run.json holds them
+
+
+def describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What differs between two runs' ``run.json`` (configuration, image lists), in words: the
+    model contract's fields, the pixels (how many images differ), the weights, the natural-shift
+    sets, or the other options; '' when nothing that is recorded differs."""
+    a, b = _normalised(old.get("config") or {}), _normalised(new.get("config") or {})
+    if "contract" not in a:
+        return (
+            "the run was started by an earlier robustseg (its run.json records neither the "
+            "model contract nor the images' content)"
+        )
+    parts = []
+    for key in sorted(set(a) | set(b), key=lambda k: (k != "contract", k)):
+        x, y = a.get(key), b.get(key)
+        if x == y:
+            continue
+        if key == "contract":
+            x, y = x or {}, y or {}
+            fields = [_field_change(f, x.get(f), y.get(f))
+                      for f in sorted(set(x) | set(y)) if x.get(f) != y.get(f)]  # fmt: skip
+            parts.append(f"the model contract changed ({', '.join(fields)})")
+        elif key == "images_content_sha256":
+            parts.append(f"the images' pixels changed ({_pixels_changed(old, new)})")
+        elif key == "weights_sha256":
+            parts.append(f"the model's weights changed (sha256 {_shown(x)} -> {_shown(y)})")
+        elif key == "natural":
+            parts.append("the natural-shift sets or their images changed")
+        else:
+            parts.append(f"{key} {_shown(x)} -> {_shown(y)}")
+    return "; ".join(parts[:3]) + ("; ..." if len(parts) > 3 else "")
+
+
+def _field_change(name: str, x: Any, y: Any) -> str:
+    """``input_size None -> (48, 96)``; of a mapping (a class map) its entries that differ."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        keys = [k for k in [*x, *(k for k in y if k not in x)] if x.get(k) != y.get(k)]
+        shown = [f"{k} {_shown(x.get(k))} -> {_shown(y.get(k))}" for k in keys[:3]]
+        return f"{name}: " + ", ".join(shown + (["..."] if len(keys) > 3 else []))
+    return f"{name} {_shown(x)} -> {_shown(y)}"
+
+
+def _pixels_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """``2 of 3 images differ, e.g. x`` from two runs' image ids and sha256s."""
+    before = dict(zip(old.get("image_ids") or [], old.get("image_sha256") or [], strict=False))
+    after = dict(zip(new.get("image_ids") or [], new.get("image_sha256") or [], strict=False))
+    differ = [i for i in after if i in before and before[i] != after[i]]
+    if not differ:
+        return "same names, other content"
+    return f"{len(differ)} of {len(after)} images differ, e.g. {differ[0]}"
 
 
 # ----------------------------------------------------------------------------- cells
@@ -184,11 +276,15 @@ def save_cell(
     *,
     per_image: np.ndarray | None = None,
     calibration: metrics.Calibration | None = None,
+    image_ids: Sequence[str] | None = None,
 ) -> None:
     """Writes a finished cell atomically: its confusion matrix and image count, and, when
-    given, its per-image TP/FP/FN ``(N, K, 3)`` and calibration sums (compressed npz)."""
+    given, its per-image TP/FP/FN ``(N, K, 3)``, calibration sums and the hash of its image ids
+    (:func:`ids_sha256`, what reading the run checks against ``run.json``; compressed npz)."""
     path = Path(run_dir) / CELLS / f"{cell}.npz"
     extra: dict[str, Any] = {}
+    if image_ids is not None:
+        extra["ids"] = ids_sha256(image_ids)
     if per_image is not None:
         extra["per_image"] = np.asarray(per_image, dtype=np.int64)
     if calibration is not None:
@@ -198,17 +294,38 @@ def save_cell(
                             config=config_hash, **extra)  # fmt: skip
 
 
+# What reading a damaged npz raises: a cut zip, a cut or bad member, a missing key.
+_NPZ_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def load_cell(run_dir: str | os.PathLike, cell: str, config_hash: str) -> CellRecord | None:
-    """A finished cell of this configuration, else ``None``."""
+    """A finished cell of this configuration, else ``None`` (missing, of another
+    configuration, or unreadable: ``evaluate`` computes it again)."""
     try:
-        with np.load(Path(run_dir) / CELLS / f"{cell}.npz") as z:
-            if str(z["config"]) != config_hash:
-                return None
-            per_image = z["per_image"].astype(np.int64) if "per_image" in z else None
-            return CellRecord(z["confusion"].astype(np.int64), int(z["images"]), per_image,
-                              metrics.Calibration.from_arrays(z))  # fmt: skip
-    except (OSError, KeyError, ValueError):
+        return _read_cell(Path(run_dir) / CELLS / f"{cell}.npz", config_hash)[0]
+    except _NPZ_ERRORS:
         return None
+
+
+def _read_cell(path: Path, config_hash: str) -> tuple[CellRecord | None, str | None]:
+    """The cell at ``path`` and its ids hash (``None`` in cells from before it was kept);
+    ``(None, None)`` for a cell of another configuration. Raises what numpy raises."""
+    with np.load(path) as z:
+        if str(z["config"]) != config_hash:
+            return None, None
+        per_image = z["per_image"].astype(np.int64) if "per_image" in z else None
+        ids = str(z["ids"]) if "ids" in z else None
+        return CellRecord(z["confusion"].astype(np.int64), int(z["images"]), per_image,
+                          metrics.Calibration.from_arrays(z)), ids  # fmt: skip
+
+
+def _damaged(path: Path, exc: BaseException) -> SystemFailure:
+    text = str(exc).strip().splitlines()
+    why = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return SystemFailure(
+        f"{path} cannot be read ({why}): the file is damaged; run robustseg evaluate again "
+        "with the same options to compute its cell again"
+    )
 
 
 def save_predictions(
@@ -242,17 +359,23 @@ def load_predictions(
 
     Only predictions of the run's current configuration are returned: ``config_hash``, by
     default the one in ``run.json`` (pass it when reading many cells of one run).
+
+    Raises:
+        SystemFailure: The file exists but cannot be read (damaged), named.
     """
     if config_hash is None:
         config_hash = (read_run_info(run_dir) or {}).get("config_hash")
+    path = Path(run_dir) / PREDICTIONS / f"{cell}.npz"
+    if not path.is_file():
+        return None
     try:
-        with np.load(Path(run_dir) / PREDICTIONS / f"{cell}.npz") as z:
+        with np.load(path) as z:
             if str(z["config"]) != config_hash:
                 return None
             ids = [str(i) for i in z["image_ids"]]
             return ids, [z[f"p{i}"] for i in range(len(ids))]
-    except (OSError, KeyError, ValueError):
-        return None
+    except _NPZ_ERRORS as exc:
+        raise _damaged(path, exc) from None
 
 
 # ----------------------------------------------------------------------------- tables
@@ -488,24 +611,78 @@ class RunStatistics:
 
 
 def load_statistics(run_dir: str | os.PathLike) -> RunStatistics | None:
-    """A run directory's per-image data (``None`` for a run from before it was kept).
+    """A run directory's per-image data (``None`` for a run from before it was kept, or
+    unfinished), its cells cross-checked against ``run.json`` (:func:`check_run_files`).
 
     Raises:
         RobustSegError: No readable ``run.json``.
+        SystemFailure: A damaged cell file, or cells that disagree with ``run.json``.
     """
     info = read_run_info(run_dir)
     if info is None or "config_hash" not in info:
         raise RobustSegError(f"{run_dir} has no readable run.json (robustseg evaluate writes one)")
     config = info.get("config", {})
-    records = {}
+    records, ids = {}, {}
     for cell in config.get("cells", []):
-        record = load_cell(run_dir, cell, info["config_hash"])
+        path = Path(run_dir) / CELLS / f"{cell}.npz"
+        if not path.is_file():
+            return None
+        try:
+            record, ids[cell] = _read_cell(path, info["config_hash"])
+        except _NPZ_ERRORS as exc:
+            raise _damaged(path, exc) from None
         if record is None:
             return None
         records[cell] = record
+    check_run_files(run_dir, info, records, ids)
     return RunStatistics.from_records(records, info.get("image_ids", []),
                                       str(config.get("images_sha256", "")),
                                       info.get("natural_image_ids") or {})  # fmt: skip
+
+
+def check_run_files(run_dir: str | os.PathLike, info: Mapping[str, Any],
+                    records: Mapping[str, CellRecord],
+                    ids: Mapping[str, str | None] | None = None) -> None:  # fmt: skip
+    """Cross-checks a run's ``run.json`` and its cells: the image ids against the image count,
+    the images' sha256 against the content digest, and each cell's image count, per-image rows
+    and ids hash against the images ``run.json`` lists for it (a natural cell: its own).
+    What a run from before a record was kept lacks is not checked.
+
+    Raises:
+        SystemFailure: One line naming the run, the file and what disagrees.
+    """
+    config = info.get("config") or {}
+    main = list(info.get("image_ids") or [])
+    natural = dict(info.get("natural_image_ids") or {})
+    counts = {str(n.get("cell")): n.get("num_images") for n in config.get("natural") or []
+              if isinstance(n, dict)}  # fmt: skip
+
+    def refuse(what: str) -> SystemFailure:
+        return SystemFailure(
+            f"{run_dir}: {what}; the run's files disagree (were files copied between runs?): "
+            "run robustseg evaluate again with --overwrite"
+        )
+
+    num = config.get("num_images")
+    if num is not None and "image_ids" in info and len(main) != num:
+        raise refuse(f"run.json lists {len(main)} image ids for {num} images")
+    shas = info.get("image_sha256")
+    if shas is not None and "images_content_sha256" in config:
+        if len(shas) != len(main) or content_sha256(main, shas) != config["images_content_sha256"]:
+            raise refuse("run.json's image sha256s do not give its images' content digest")
+    for cell, record in records.items():
+        is_natural = cell in counts or cell in natural
+        listed = natural.get(cell) if is_natural else main
+        expected = counts.get(cell) if is_natural else num
+        file = f"{CELLS}/{cell}.npz"
+        if expected is not None and record.images != expected:
+            raise refuse(f"{file} holds {record.images} images, run.json {expected}")
+        rows = None if record.per_image is None else record.per_image.shape[0]
+        if rows is not None and rows != record.images:
+            raise refuse(f"{file} holds per-image counts of {rows} images for {record.images}")
+        cell_ids = (ids or {}).get(cell)
+        if cell_ids is not None and listed is not None and cell_ids != ids_sha256(listed):
+            raise refuse(f"{file} was computed on other image ids than run.json lists")
 
 
 def read_results(run_dir: str | os.PathLike) -> tuple[str, Any, dict[str, Any]]:

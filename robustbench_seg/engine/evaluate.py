@@ -2,12 +2,13 @@
 
 The run directory's files are described in ``robustbench_seg.runs``. Re-running with the same
 ``out`` skips finished cells when the configuration hash matches (the configuration includes the
-sha256 of the model's weights). Under ``torchrun`` ranks take disjoint image shards and
-all-reduce the confusion matrices; rank 0 writes.
+sha256 of the model's weights, the model contract and the images' content). Under ``torchrun``
+ranks take disjoint image shards and all-reduce the confusion matrices; rank 0 writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import tempfile
@@ -30,7 +31,7 @@ from robustbench_seg.engine.scoring import Segmenter
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import package_versions
 from robustbench_seg.models.loader import is_custom_spec, load
-from robustbench_seg.models.registry import get_model_entry
+from robustbench_seg.models.registry import Preprocessing, get_model_entry
 from robustbench_seg.models.weights import is_hf_spec
 from robustbench_seg.progress import Progress
 from robustbench_seg.sizes import format_size, hw, size_value
@@ -44,7 +45,10 @@ DEFAULT_SAVED_PREDICTIONS = 3
 
 @dataclass
 class EvalConfig:
-    """Everything that determines a run's numbers (hashed for resume)."""
+    """Everything that determines a run's numbers (hashed for resume): among them the model
+    contract (``contract``: every ``Preprocessing`` field, the channels the model returns and,
+    for an ``hf://`` model, the class map in effect) and the images' content
+    (``images_content_sha256``: ``runs.content_sha256`` of their ids and sha256s)."""
 
     model: str
     weights: str | None
@@ -62,6 +66,8 @@ class EvalConfig:
     crop: int | list[int]
     stride: int | list[int]
     precision: str
+    contract: dict
+    images_content_sha256: str
     dataset: str = "cityscapes"
     natural: list[dict] = field(default_factory=list)  # cell, dataset, condition, root, images
 
@@ -141,10 +147,40 @@ def _natural_sets(specs: Sequence[str], data: Dataset, root: Path, class_names: 
     return sets
 
 
-def _natural_config(n: NaturalSet) -> dict:
+def _natural_config(n: NaturalSet, digests: dict[str, str]) -> dict:
     return {"cell": n.cell, "dataset": n.dataset.name, "condition": n.condition,
             "root": str(n.root.resolve()), "images_sha256": images_sha256(n.pairs),
-            "num_images": len(n.pairs)}  # fmt: skip
+            "num_images": len(n.pairs), "images_content_sha256": runs.content_sha256(
+                [p.image_id for p in n.pairs], [digests[p.image.rel_path] for p in n.pairs])}  # fmt: skip
+
+
+_FLOATS = ("mean", "std", "value_scale")  # recorded as floats, however they were given
+
+
+def _plain(value):
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, (np.generic, torch.Tensor)) else value
+
+
+def _contract(pre: Preprocessing, num_outputs: int, module: nn.Module, hf: bool,
+              class_names: Sequence[str]) -> dict:  # fmt: skip
+    """The model contract a run records: every ``Preprocessing`` field, the channels the
+    module returns and, for an ``hf://`` model, its class map in effect (dataset class ->
+    ``[output index, model label]``)."""
+    out = {}
+    for f in dataclasses.fields(pre):
+        value = _plain(getattr(pre, f.name))
+        if f.name in _FLOATS:
+            value = [float(v) for v in value] if isinstance(value, list) else float(value)
+        out[f.name] = value
+    out["num_outputs"] = int(num_outputs)
+    out["class_map"] = None
+    if hf:  # the wrapper selects the dataset's classes itself (models.hf)
+        index = [int(i) for i in module.output_classes.tolist()]
+        labels = {int(k): str(v) for k, v in module.model.config.id2label.items()}
+        out["class_map"] = {c: [i, labels[i]] for c, i in zip(class_names, index, strict=True)}
+    return out
 
 
 def _empty_calibration(dev: torch.device) -> list[torch.Tensor]:
@@ -283,10 +319,12 @@ def evaluate(
     naturals = _natural_sets(natural, data, root, class_names, limit)
     protocol = make_protocol(corruptions, severities) if corruptions else None
     show = progress and os.environ.get("RANK", "0") == "0"  # before the process group
-    # every image header and label map, before any work
-    digests: dict[str, str] | None = {} if cityscapes_c is not None else None
+    # every image header and label map, before any work; each image's sha256 from the same read
+    digests: dict[str, str] = {}
     check_pairs(pairs, progress=show, digests=digests)
-    check_pairs([p for n in naturals for p in n.pairs], progress=show)
+    natural_digests = [{} for _ in naturals]  # one per set: two roots may share relative paths
+    for n, d in zip(naturals, natural_digests, strict=True):
+        check_pairs(n.pairs, progress=show, digests=d)
     if cityscapes_c is not None:
         meta = check_tree(cityscapes_c, pairs, protocol.variants() if protocol else [],
                           split=split, root=root, progress=show, dataset=data.name,
@@ -317,6 +355,8 @@ def evaluate(
     if not cell_specs and not naturals:
         raise RobustSegError("nothing to evaluate: no clean cell, no corruptions, no --natural")
     images_sha = images_sha256(pairs)
+    image_ids = [p.image_id for p in pairs]
+    image_shas = [digests[p.image.rel_path] for p in pairs]
     config = EvalConfig(
         model=loaded.name, weights=loaded.weights, weights_sha256=loaded.weights_sha256,
         num_classes=loaded.num_classes, cityscapes_root=str(root.resolve()), split=split,
@@ -324,7 +364,11 @@ def evaluate(
         cells=[cell_name(c, s) for c, s in cell_specs] + [n.cell for n in naturals],
         seed=seed, backend=backend, cityscapes_c=str(Path(cityscapes_c).resolve()) if cityscapes_c else None,
         inference=inference, crop=size_value(crop), stride=size_value(stride), precision=precision,
-        dataset=data.name, natural=[_natural_config(n) for n in naturals],
+        contract=_contract(loaded.preprocessing, loaded.num_outputs, loaded.module,
+                           is_hf_spec(model), class_names),
+        images_content_sha256=runs.content_sha256(image_ids, image_shas),
+        dataset=data.name,
+        natural=[_natural_config(n, d) for n, d in zip(naturals, natural_digests, strict=True)],
     )  # fmt: skip
     digest = config.digest()
 
@@ -336,17 +380,18 @@ def evaluate(
     lock = runs.claim_run_dir(run_dir) if rank == 0 else None
     try:
         if rank == 0:
-            runs.prepare_run_dir(run_dir, digest, overwrite=overwrite)
-            runs.write_run_info(run_dir, {
+            info_new = {
                 "config": config.__dict__, "config_hash": digest, "settings": {
                     "batch_size": batch_size, "workers": workers, "device": str(dev), "world_size": world,
                     "save_predictions": save_predictions,
                 }, "versions": package_versions(_VERSIONED), "device": torch.cuda.get_device_name(dev)
                 if dev.type == "cuda" else platform.processor() or platform.machine(),
                 "started": t_start.isoformat(timespec="seconds"), "finished": None,
-                "image_ids": [p.image_id for p in pairs], "class_names": list(class_names),
+                "image_ids": image_ids, "image_sha256": image_shas, "class_names": list(class_names),
                 "natural_image_ids": {n.cell: [p.image_id for p in n.pairs] for n in naturals},
-            })  # fmt: skip
+            }  # fmt: skip
+            runs.prepare_run_dir(run_dir, digest, overwrite=overwrite, info=info_new)
+            runs.write_run_info(run_dir, info_new)
         runtime.barrier(info)
 
         cells = [_Cell(cell_name(c, s), c, s, pairs) for c, s in cell_specs]
@@ -405,7 +450,7 @@ def evaluate(
                     runs.save_predictions(run_dir, cell.name, [cell.pairs[i].image_id for i, _ in saved],
                                           [p for _, p in saved], digest)  # fmt: skip
                 runs.save_cell(run_dir, cell.name, arr, int(images), digest, per_image=per_image,
-                               calibration=cal)  # fmt: skip
+                               calibration=cal, image_ids=[p.image_id for p in cell.pairs])  # fmt: skip
             finished[cell.name] = runs.CellRecord(arr, int(images), per_image, cal)
             cell.done, cell.saved, cell.per_image, cell.calibration = True, [], None, None
 
@@ -448,7 +493,7 @@ def evaluate(
 
         ordered = {c.name: finished[c.name] for c in cells}
         stats = runs.RunStatistics.from_records(
-            ordered, [p.image_id for p in pairs], images_sha,
+            ordered, image_ids, images_sha,
             natural={n.cell: [p.image_id for p in n.pairs] for n in naturals},
         )  # fmt: skip
         intervals = {c: v[1:] for c, v in stats.cell_intervals().items()} if stats else None
