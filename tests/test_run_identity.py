@@ -390,3 +390,14 @@ def test_an_hf_models_class_map_is_recorded_and_resume_checks_it(tmp_path, monke
                        r"\(17, dog\) -> \(18, boat\), train \(18, boat\) -> \(17, dog\)\); "
                        r"the model's weights changed"):  # fmt: skip
         evaluate("hf://org/ade", class_map={"rider": "boat", "train": "dog"}, **kw)
+
+
+def test_a_builder_declares_image_resize_in_its_metadata(city, tmp_path):
+    out = tmp_path / "run"
+    result, _ = invoke(ev(builder(tmp_path, meta=', "image_resize": [32, 64]'), city, out))
+    assert result.exit_code == 0, result.output
+    contract = json.loads((out / "run.json").read_text())["config"]["contract"]
+    assert contract["image_resize"] == [32, 64] and contract["input_size"] is None
+    one_line(*invoke(ev(builder(tmp_path, meta=', "image_resize": [0, 4]'), city, tmp_path / "b")),
+             2, "bad metadata: image_resize must be (H, W), two integers >= 1, got (0, 4)")  # fmt: skip
+    assert not (tmp_path / "b").exists()

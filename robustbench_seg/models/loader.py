@@ -51,6 +51,7 @@ METADATA_KEYS = (
     "value_scale",
     "input_size",
     "output_classes",
+    "image_resize",
     "name",
 )
 
@@ -397,9 +398,12 @@ def _parse_metadata(meta: Mapping[str, Any], spec: str) -> tuple[Preprocessing, 
         out_cls = meta.get("output_classes")
         if out_cls is not None:
             out_cls = tuple(_int(v, "output_classes") for v in out_cls)
+        resize = meta.get("image_resize")
+        if resize is not None:
+            resize = tuple(_int(v, "image_resize") for v in resize)
+        pre = Preprocessing(mean, std, order, scale, size, out_cls, resize)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise RobustSegError(f"custom model {spec}: bad metadata: {exc}") from None
-    pre = Preprocessing(mean, std, order, scale, size, out_cls)  # type: ignore[arg-type]
     return pre, outputs
 
 
