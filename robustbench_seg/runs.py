@@ -209,6 +209,8 @@ def describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     model contract's fields, the pixels (how many images differ), the weights, the natural-shift
     sets, or the other options; '' when nothing that is recorded differs."""
     a, b = _normalised(old.get("config") or {}), _normalised(new.get("config") or {})
+    if not a:
+        return ""  # nothing readable to compare with
     if "contract" not in a:
         return (
             "the run was started by an earlier robustseg (its run.json records neither the "

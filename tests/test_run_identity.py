@@ -401,3 +401,17 @@ def test_a_builder_declares_image_resize_in_its_metadata(city, tmp_path):
     one_line(*invoke(ev(builder(tmp_path, meta=', "image_resize": [0, 4]'), city, tmp_path / "b")),
              2, "bad metadata: image_resize must be (H, W), two integers >= 1, got (0, 4)")  # fmt: skip
     assert not (tmp_path / "b").exists()
+
+
+def test_natural_cells_over_other_pixels_are_not_paired():
+    from robustbench_seg.compare import check_natural
+
+    def config(content):
+        return {"natural": [{"cell": "acdc:fog", "images_sha256": "names", "num_images": 4,
+                             "images_content_sha256": content}]}  # fmt: skip
+
+    check_natural(("a", config("x")), ("b", config("x")))
+    check_natural(("a", config(None)), ("b", config("x")))  # a run from before: names only
+    with pytest.raises(RobustSegError, match=r"natural-shift cells acdc:fog on different images "
+                       r"\(the same file names of acdc:fog with other pixels"):  # fmt: skip
+        check_natural(("a", config("x")), ("b", config("y")))
