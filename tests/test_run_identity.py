@@ -241,7 +241,9 @@ def test_compare_and_report_refuse_other_pixels(two, tmp_path):
     before = snapshot(two)
     for args in (["compare", str(two / "a"), str(two / "other")],
                  ["report", str(two / "a"), str(two / "other"), "--ci", "--out",
-                  str(tmp_path / "rep")]):  # fmt: skip
+                  str(tmp_path / "rep")],
+                 ["report", str(two / "a"), "--baseline", str(two / "other"), "--out",
+                  str(tmp_path / "rep")]):  # mCD without --ci  # fmt: skip
         one_line(*invoke(args), 2, "were evaluated on different images (the same 3 file names "
                  "with other pixels: the images' content digests differ)")  # fmt: skip
     assert snapshot(two) == before and not (tmp_path / "rep").exists()

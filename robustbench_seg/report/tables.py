@@ -17,6 +17,7 @@ import pandas as pd
 from corruptions.protocol import protocol_severities
 from corruptions.registry import BENCHMARK, CORRUPTIONS
 from robustbench_seg import metrics
+from robustbench_seg.compare import check_images
 from robustbench_seg.data.cityscapes import CLASS_NAMES
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.runs import NATURAL, read_results, summary_frame
@@ -294,6 +295,9 @@ def _check_same_images(run: Run, baseline: Run) -> None:
             f"({b['num_images']} vs {a['num_images']} images of {b['split']}/{a['split']}, image "
             "lists differ); mCD needs runs over the same images"
         )
+    # the same file names with other pixels (content digests, where both runs record one)
+    check_images((f"baseline {baseline.path}", baseline.config), (f"run {run.path}", run.config),
+                 "mCD needs runs over the same images")  # fmt: skip
 
 
 def corruption_degradation_table(runs: Sequence[Run], baseline: Run) -> dict[str, dict[str, float]]:
