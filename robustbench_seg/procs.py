@@ -183,14 +183,17 @@ def check_workers(workers: int | None, default: int) -> int:
     does the work in the main process; ``None`` takes ``default``.
 
     Raises:
-        RobustSegError: A negative count.
+        RobustSegError: A negative count, or workers asked for from an unguarded script
+            (:func:`check_main_guard`).
     """
     if workers is None:
-        return default
-    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
+        workers = default
+    elif isinstance(workers, bool) or int(workers) != workers or workers < 0:
         from robustbench_seg.errors import RobustSegError
 
         raise RobustSegError(f"--workers must be an integer >= 0, got {workers}")
+    if workers > 0:  # before any work: worker processes would re-import an unguarded script
+        check_main_guard()
     return int(workers)
 
 

@@ -257,7 +257,7 @@ def test_the_python_api_from_an_unguarded_script_says_what_to_add(data, tmp_path
     )
     # the script's own traceback only: no worker started, none re-ran the script
     assert result.stderr.count("Traceback") == 1 and "forkserver" not in result.stderr
-    assert not (tmp_path / "run" / LOCK).exists()
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
 
     guarded = tmp_path / "guarded.py"
     guarded.write_text(SCRIPT.format(body='if __name__ == "__main__":\n'

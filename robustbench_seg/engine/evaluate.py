@@ -302,6 +302,7 @@ def evaluate(
         get_model_entry(model)  # an unknown name fails before anything else is looked at
     dev = runtime.resolve_device(device)
     _check_settings(precision, dev, inference, batch_size, crop, stride, save_predictions)
+    runtime.check_workers(workers, runtime.default_workers())  # before the run folder exists
     data = get_dataset(dataset)
     if data.conditions:
         raise RobustSegError(
