@@ -25,8 +25,8 @@ import numpy as np
 
 from corruptions import make_protocol
 from robustbench_seg import runs
-from robustbench_seg.data.cityscapes_c import cell_name
 from robustbench_seg.metrics import Calibration
+from robustbench_seg.results.cells import cell_name
 
 N, K = 500, 19
 # Cityscapes val pixel shares of the 19 classes (road .. bicycle), rounded

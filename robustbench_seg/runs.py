@@ -36,13 +36,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from corruptions.registry import get_corruption
 from robustbench_seg import metrics
 from robustbench_seg import stats as stats_mod
 from robustbench_seg.data.cityscapes import CLASS_NAMES
-from robustbench_seg.data.cityscapes_c import CLEAN
 from robustbench_seg.errors import RobustSegError, SystemFailure
 from robustbench_seg.io import DirLock, atomic_path, claim_dir, write_json_atomic
+from robustbench_seg.results.cells import CLEAN, NATURAL, Cell
 
 __all__ = [
     "RESULTS_COLUMNS",
@@ -78,31 +77,6 @@ PREDICTIONS = "predictions"
 RESULTS = "results.csv"
 SUMMARY = "summary.csv"
 PER_IMAGE = "per_image.csv"
-NATURAL = "natural"  # the category of natural-shift cells (``acdc:fog``)
-
-
-def is_natural(cell: str) -> bool:
-    """Natural-shift cells are named ``<dataset>:<condition>``."""
-    return ":" in cell
-
-
-def _natural_parts(cell: str) -> tuple[str, int]:
-    """``foggy-cityscapes:fog-2`` -> (``foggy-cityscapes:fog``, 2); ``acdc:fog`` -> (itself, 0)."""
-    head, sep, last = cell.rpartition("-")
-    return (head, int(last)) if sep and last.isdigit() and ":" in head else (cell, 0)
-
-
-def natural_figure(cell: str) -> str:
-    """The figure a natural cell counts towards: itself, or for a set with densities
-    (``foggy-cityscapes:fog-2``) the condition (``foggy-cityscapes:fog``)."""
-    return _natural_parts(cell)[0]
-
-
-def natural_severity(cell: str) -> int:
-    """``foggy-cityscapes:fog-2`` -> 2; a condition without densities -> 0."""
-    return _natural_parts(cell)[1]
-
-
 RESULTS_COLUMNS = ("model", "cell", "corruption", "category", "severity", "class", "iou", "miou")
 
 
@@ -398,13 +372,8 @@ def results_frame(
     for cell, record in cells.items():
         record = CellRecord(*record)
         conf, images, cal = record.confusion, record.images, record.calibration
-        if cell == CLEAN:
-            corruption, category, severity = CLEAN, CLEAN, 0
-        elif is_natural(cell):
-            corruption, category, severity = natural_figure(cell), NATURAL, natural_severity(cell)
-        else:
-            corruption, _, sev = cell.rpartition("-")
-            category, severity = get_corruption(corruption).category, int(sev)
+        parsed = Cell.parse(cell)
+        corruption, category, severity = parsed.figure, parsed.category, parsed.severity
         iou = metrics.iou_per_class(conf)
         miou, acc = metrics.mean_iou(conf), metrics.pixel_accuracy(conf)
         lo, hi = (intervals or {}).get(cell, (np.nan, np.nan))
@@ -430,8 +399,9 @@ def summary_frame(results, figures: Mapping[str, tuple[float, float, float]] | N
         per_cell = df.drop_duplicates("cell").set_index("cell")
         row: dict[str, Any] = {"model": model}
         row["clean"] = 100 * per_cell.loc[CLEAN, "miou"] if CLEAN in per_cell.index else np.nan
-        natural = per_cell["category"] == NATURAL
-        corr = per_cell[(per_cell["corruption"] != CLEAN) & ~natural]
+        parsed = [Cell.parse(c) for c in per_cell.index]
+        natural = np.array([c.kind == NATURAL for c in parsed], bool)
+        corr = per_cell[np.array([c.in_mpc for c in parsed], bool)]
         means = {}
         for corruption, g in corr.groupby("corruption", sort=False):
             means[corruption] = 100 * float(g["miou"].mean())
@@ -566,7 +536,7 @@ class RunStatistics:
         out = stats_mod.table5_figures(self.cells, self.miou(resamples, seed), base)
         groups: dict[str, list[np.ndarray]] = {}
         for cell in self.natural:  # natural conditions: a condition's mean over its densities
-            groups.setdefault(natural_figure(cell), []).append(
+            groups.setdefault(Cell.parse(cell).figure, []).append(
                 100 * self.natural_miou(cell, resamples, seed)
             )
         out.update({name: np.mean(np.stack(v), 0) for name, v in groups.items()})

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from robustbench_seg.metrics import miou_from_counts
+from robustbench_seg.results.cells import CLEAN, severity_groups
 
 __all__ = [
     "DEFAULT_RESAMPLES",
@@ -102,16 +103,16 @@ def table5_figures(
         Figure name -> ``(R,)`` values.
     """
     index = {cell: j for j, cell in enumerate(cells)}
-    groups = _severity_groups(cells)
+    groups = severity_groups(cells)
     out: dict[str, np.ndarray] = {}
-    if "clean" in index:
-        out["clean"] = 100 * miou[:, index["clean"]]
+    if CLEAN in index:
+        out[CLEAN] = 100 * miou[:, index[CLEAN]]
     means = {c: 100 * miou[:, [index[x] for x in xs]].mean(1) for c, xs in groups.items()}
     out.update(means)
     if means:
         out["mPC"] = np.mean(np.stack(list(means.values()), 1), 1)
-        if "clean" in out:
-            out["rPC"] = 100 * out["mPC"] / out["clean"]
+        if CLEAN in out:
+            out["rPC"] = 100 * out["mPC"] / out[CLEAN]
     if baseline is not None and groups:
         b_cells, b_miou = baseline
         b_index = {cell: j for j, cell in enumerate(b_cells)}
@@ -126,14 +127,6 @@ def table5_figures(
         if cds:
             out["mCD"] = np.mean(np.stack(list(cds.values()), 1), 1)
     return out
-
-
-def _severity_groups(cells: Sequence[str]) -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {}
-    for cell in cells:
-        if cell != "clean":
-            groups.setdefault(cell.rpartition("-")[0], []).append(cell)
-    return groups
 
 
 def interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:

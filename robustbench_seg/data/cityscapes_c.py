@@ -565,14 +565,6 @@ def generate_cityscapes_c(
 # ----------------------------------------------------------------------------- views
 
 
-CLEAN = "clean"
-
-
-def cell_name(corruption: str | None, severity: int | None) -> str:
-    """``clean`` or ``<corruption>-<severity>``: the name of one evaluation cell."""
-    return CLEAN if corruption is None else f"{corruption}-{severity}"
-
-
 class CellView:
     """The images of one cell (clean, or one corruption x severity) with their labels.
 

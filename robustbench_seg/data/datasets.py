@@ -23,13 +23,13 @@ from pathlib import Path
 from robustbench_seg.data import cityscapes as cs
 from robustbench_seg.data.pairs import IGNORE_INDEX, ImageEntry, Pair, cityscapes_style_pair, scan
 from robustbench_seg.errors import RobustSegError
+from robustbench_seg.results.cells import Cell
 
 __all__ = [
     "DATASETS",
     "Dataset",
     "default_palette",
     "get_dataset",
-    "natural_cell",
     "read_classes_file",
 ]
 
@@ -357,12 +357,6 @@ def get_dataset(name: str) -> Dataset:
         ) from None
 
 
-def natural_cell(dataset: str, condition: str | None) -> str:
-    """The cell name of a natural-shift condition: ``acdc:fog``, ``dark-zurich:night``,
-    ``foggy-cityscapes:fog-2``."""
-    return f"{dataset}:{condition}" if condition else dataset
-
-
 @dataclass(frozen=True)
 class NaturalSet:
     """The images of one natural-shift condition, evaluated as a cell next to the synthetic ones.
@@ -412,6 +406,6 @@ def parse_natural(spec: str, *, default_roots: dict[str, Path] | None = None,
     given = root_text.strip() if sep else (default_roots or {}).get(data.name)
     root = data.resolve_root(given, option=f"--natural {data.name}=DIR")
     return [
-        NaturalSet(natural_cell(data.name, c), data, c, root, data.pairs(root, split, c))
+        NaturalSet(Cell.of_natural(data.name, c).name, data, c, root, data.pairs(root, split, c))
         for c in conditions
     ]

@@ -24,7 +24,7 @@ from torch import nn
 
 from corruptions import make_protocol
 from robustbench_seg import metrics, runs, runtime
-from robustbench_seg.data.cityscapes_c import CellView, cell_name, check_tree
+from robustbench_seg.data.cityscapes_c import CellView, check_tree
 from robustbench_seg.data.datasets import Dataset, NaturalSet, get_dataset, parse_natural
 from robustbench_seg.data.pairs import check_pairs, images_sha256
 from robustbench_seg.engine.scoring import Segmenter
@@ -34,6 +34,7 @@ from robustbench_seg.models.loader import is_custom_spec, load
 from robustbench_seg.models.registry import Preprocessing, get_model_entry
 from robustbench_seg.models.weights import is_hf_spec
 from robustbench_seg.progress import Progress
+from robustbench_seg.results.cells import cell_name
 from robustbench_seg.sizes import format_size, hw, size_value
 
 __all__ = ["DEFAULT_SAVED_PREDICTIONS", "EvalConfig", "evaluate"]

@@ -19,6 +19,8 @@ from robustbench_seg.errors import RobustSegError
 from robustbench_seg.io import save_figure
 from robustbench_seg.metrics import Calibration
 from robustbench_seg.report.tables import CATEGORY_ORDER, Run, class_iou_frame
+from robustbench_seg.results.cells import CLEAN, Cell, cell_name, corruption_condition
+from robustbench_seg.results.cells import corruption_title as _title
 from robustbench_seg.runs import load_predictions, read_run_info
 
 __all__ = [
@@ -69,10 +71,6 @@ def model_colors(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return out
 
 
-def _title(corruption: str) -> str:
-    return corruption.replace("_", " ").capitalize().replace("Jpeg", "JPEG")
-
-
 def _plain(name: object) -> str:
     """A name (run, class, image) as matplotlib shows it literally: its ``$`` escaped, so that
     two of them never start mathtext (which fails on most names)."""
@@ -111,7 +109,7 @@ def plot_severity_curves(
             for run in runs:
                 cells = run.cells
                 g = cells[cells["corruption"] == corruption].sort_values("severity")
-                clean = cells[cells["corruption"] == "clean"]
+                clean = cells[cells["corruption"] == CLEAN]
                 x = ([0] if len(clean) else []) + [int(s) for s in g["severity"]]
                 y = ([100 * float(clean["miou"].iloc[0])] if len(clean) else []) + [
                     100 * float(m) for m in g["miou"]
@@ -202,7 +200,7 @@ def plot_class_iou(run: Run, path: Path) -> Path:
             text = "–" if np.isnan(v) else f"{v:.0f}"
             color = "black" if np.isnan(v) or v > 60 else "white"
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
-    cats = ["clean" if c == "clean" else CORRUPTIONS[c].category for c in frame.columns]
+    cats = [CLEAN if c == CLEAN else CORRUPTIONS[c].category for c in frame.columns]
     for j in range(1, w):
         if cats[j] != cats[j - 1]:  # separate the clean column and the category groups
             ax.axvline(j - 0.5, color="white", lw=2)
@@ -320,7 +318,7 @@ def plot_reliability(
                 ax.text(0.04, 0.96, f"ECE {100 * cal.ece:.1f}%", transform=ax.transAxes,
                         ha="left", va="top", fontsize=8)  # fmt: skip
             if r == 0:
-                ax.set_title("clean" if c == 0 else f"severity {cell.rpartition('-')[2]}",
+                ax.set_title("clean" if c == 0 else f"severity {Cell.parse(cell).severity}",
                              fontsize=9)  # fmt: skip
             if r == nr - 1:
                 ax.set_xlabel("confidence", fontsize=8)
@@ -355,12 +353,7 @@ def parse_conditions(specs: Sequence[str]) -> list[tuple[str, int]]:
     """
     out = []
     for spec in specs:
-        name, sev = str(spec).strip(), str(DEFAULT_SEVERITY)
-        for sep in (":", "-"):
-            head, s, tail = name.rpartition(sep)
-            if s and tail.isdigit():
-                name, sev = head, tail
-                break
+        name, sev = corruption_condition(spec, DEFAULT_SEVERITY)
         get_corruption(name)
         if not 1 <= int(sev) <= 5:
             raise RobustSegError(f"qualitative corruption {spec!r}: severity must be 1..5")
@@ -457,7 +450,7 @@ def _qualitative(
     cityscapes_root: str | Path | None,
 ) -> tuple[list[str], list[QualitativeRow], list[str], tuple[Any, Path] | None]:
     """:func:`qualitative_rows`, and with rows the dataset they come from and its root."""
-    from robustbench_seg.data.cityscapes_c import CellView, cell_name
+    from robustbench_seg.data.cityscapes_c import CellView
     from robustbench_seg.data.datasets import get_dataset
 
     cfg0 = next((r.config for r in runs if r.config), {})

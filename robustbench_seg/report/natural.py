@@ -33,7 +33,8 @@ from robustbench_seg.report.tables import (
     md_escape,
     run_summary,
 )
-from robustbench_seg.runs import NATURAL, RunStatistics, natural_figure, natural_severity
+from robustbench_seg.results.cells import NATURAL, Cell
+from robustbench_seg.runs import RunStatistics
 
 __all__ = [
     "MIN_MODELS",
@@ -123,15 +124,15 @@ def _base(column: str) -> str:
 
 def label(condition: str) -> str:
     """``acdc:fog`` -> ``ACDC fog``; ``foggy-cityscapes:fog`` -> ``Foggy Cityscapes fog``."""
-    dataset, _, name = condition.partition(":")
-    title = DATASETS[dataset].title if dataset in DATASETS else dataset
-    return f"{title} {name}".strip()
+    return Cell.parse(condition).label({d.name: d.title for d in DATASETS.values()})
 
 
 def density_label(cell: str) -> str:
     """``foggy-cityscapes:fog-2`` -> ``β=0.01``; other densities by their condition name."""
-    dataset, _, name = cell.partition(":")
-    return f"β={FOGGY_BETAS[name]}" if dataset == "foggy-cityscapes" else name
+    parsed = Cell.parse(cell)
+    if parsed.dataset == "foggy-cityscapes":
+        return f"β={FOGGY_BETAS[str(parsed.condition)]}"
+    return str(parsed.condition)
 
 
 def _order(figures: Sequence[str]) -> list[str]:
@@ -139,10 +140,10 @@ def _order(figures: Sequence[str]) -> list[str]:
     datasets = [*DATASET_ORDER, *(d for d in DATASETS if d not in DATASET_ORDER)]
 
     def key(fig: str) -> tuple[int, int, int]:
-        dataset, _, condition = fig.partition(":")
+        dataset = str(Cell.parse(fig).dataset)
         if dataset not in DATASETS:
             return (len(datasets), 0, figures.index(fig))
-        conds = [natural_figure(f"{dataset}:{c}") for c in DATASETS[dataset].conditions]
+        conds = [Cell.of_natural(dataset, c).figure for c in DATASETS[dataset].conditions]
         pos = conds.index(fig) if fig in conds else len(conds)
         return (datasets.index(dataset), pos, figures.index(fig))
 
@@ -286,11 +287,11 @@ def natural_section(
     densities: dict[str, list[str]] = {}
     for run in nat_runs:
         for cell in natural[run.name]["cell"]:
-            fig = natural_figure(cell)
+            fig = Cell.parse(cell).figure
             if fig != cell and cell not in densities.setdefault(fig, []):
                 densities[fig].append(str(cell))
     for fig in densities:
-        densities[fig].sort(key=natural_severity)
+        densities[fig].sort(key=lambda c: Cell.parse(c).severity)
     densities = {f: densities[f] for f in conditions if f in densities}
     notes: list[str] = []
     rows = []

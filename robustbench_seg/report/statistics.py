@@ -17,12 +17,11 @@ import pandas as pd
 from corruptions.registry import CORRUPTIONS, get_corruption
 from robustbench_seg import metrics
 from robustbench_seg.compare import COMPARE_COLUMNS, check_comparable, compare_statistics
-from robustbench_seg.data.cityscapes_c import CLEAN
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.metrics import Calibration
 from robustbench_seg.report.tables import Run, Table5, ordered_corruptions
+from robustbench_seg.results.cells import CLEAN, Cell, severity_groups
 from robustbench_seg.runs import RunStatistics, load_statistics
-from robustbench_seg.stats import _severity_groups
 
 __all__ = [
     "DEFAULT_RELIABILITY",
@@ -230,7 +229,7 @@ def comparison_frame(
 
 def _conditions(cells: Sequence[str]) -> dict[str, list[str]]:
     """clean and each corruption (Table 5 order) -> its cells."""
-    groups = _severity_groups(cells)
+    groups = severity_groups(cells)
     out = {CLEAN: [CLEAN]} if CLEAN in cells else {}
     out.update({c: groups[c] for c in ordered_corruptions(groups)})
     return out
@@ -340,7 +339,7 @@ def reliability_grid(
     for corruption in corruptions or [CLEAN]:
         cells = [CLEAN]
         if corruption != CLEAN:
-            cells += [f"{corruption}-{s}" for s in RELIABILITY_SEVERITIES]
+            cells += [Cell.of_corruption(corruption, s).name for s in RELIABILITY_SEVERITIES]
         rows.append((corruption, [(c, st.calibration.get(c)) for c in cells]))
     return rows
 

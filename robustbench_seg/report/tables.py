@@ -20,7 +20,8 @@ from robustbench_seg import metrics
 from robustbench_seg.compare import check_images
 from robustbench_seg.data.cityscapes import CLASS_NAMES
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.runs import NATURAL, read_results, summary_frame
+from robustbench_seg.results.cells import CLEAN, NATURAL, Cell
+from robustbench_seg.runs import read_results, summary_frame
 
 __all__ = [
     "CATEGORY_ORDER",
@@ -105,9 +106,8 @@ class Run:
 
     def corruption_cells(self) -> set[tuple[str, int]]:
         """The (corruption, severity) cells, clean and natural-shift cells left out."""
-        c = self.cells
-        c = c[(c["corruption"] != "clean") & (c["category"] != NATURAL)]
-        return {(str(a), int(b)) for a, b in zip(c["corruption"], c["severity"], strict=True)}
+        cells = [Cell.parse(str(c)) for c in self.cells["cell"]]
+        return {(str(c.corruption), c.severity) for c in cells if c.in_mpc}
 
 
 def _unique_names(models: list[str], paths: list[Path]) -> list[str]:
@@ -262,7 +262,7 @@ def _protocol_note(run: Run) -> str | None:
     if not run.corruption_cells():
         return f"{run.name}: no corruption cells, so no mPC or rPC."
     odd = []
-    for corruption, g in run.cells[run.cells["corruption"] != "clean"].groupby("corruption"):
+    for corruption, g in run.cells[run.cells["corruption"] != CLEAN].groupby("corruption"):
         sev = tuple(sorted(int(s) for s in g["severity"]))
         if corruption in BENCHMARK and sev != protocol_severities(corruption):
             odd.append(f"{corruption} {','.join(map(str, sev))}")
@@ -432,12 +432,12 @@ def severity_frame(run: Run) -> pd.DataFrame:
     cells = cells[cells["category"] != NATURAL]  # natural shift: its own section
     sevs = sorted({int(s) for s in cells["severity"] if int(s) > 0})
     rows = []
-    clean = cells[cells["corruption"] == "clean"]
+    clean = cells[cells["corruption"] == CLEAN]
     if len(clean):
         rows.append(
-            {"corruption": "clean", "category": "clean", "mean": 100 * float(clean["miou"].iloc[0])}
+            {"corruption": CLEAN, "category": CLEAN, "mean": 100 * float(clean["miou"].iloc[0])}
         )
-    for corruption in ordered_corruptions(set(cells["corruption"]) - {"clean"}):
+    for corruption in ordered_corruptions(set(cells["corruption"]) - {CLEAN}):
         g = cells[cells["corruption"] == corruption]
         row: dict[str, Any] = {
             "corruption": corruption,
@@ -457,10 +457,10 @@ def class_iou_frame(run: Run) -> pd.DataFrame:
     """
     df = run.results
     cols = {}
-    clean = df[df["corruption"] == "clean"]
+    clean = df[df["corruption"] == CLEAN]
     if len(clean):
         cols["clean"] = clean.groupby("class", sort=False)["iou"].mean()
-    for corruption in ordered_corruptions(set(df["corruption"]) - {"clean"}):
+    for corruption in ordered_corruptions(set(df["corruption"]) - {CLEAN}):
         g = df[df["corruption"] == corruption]
         cols[corruption] = g.groupby("class", sort=False)["iou"].mean()  # skips NaN
     frame = 100 * pd.DataFrame(cols)
