@@ -114,3 +114,83 @@ def test_the_checker_sees_new_arrows() -> None:
         "robustbench_seg.report.new -> robustbench_seg.engine.evaluate",
         "robustbench_seg.report.new -> robustbench_seg.engine.train",
     ]
+
+
+# ----------------------------------------------------------------------------- cell names
+
+CELLS_MODULE = "robustbench_seg/results/cells.py"
+SPLITTERS = ("partition", "rpartition", "split", "rsplit")
+SEPARATORS = ("-", ":")
+
+# Splits on "-" or ":" that are not of a cell name: (file, function, method, separator) -> why.
+NOT_CELLS = {
+    ("robustbench_seg/analysis/erf.py", "_wrap_label", "split", "-"):
+        "line breaks of a model name in a figure",
+    ("robustbench_seg/data/datasets.py", "parse_natural", "partition", ":"):
+        "the --natural option NAME:CONDITION,...=ROOT",
+    ("robustbench_seg/data/pairs.py", "label_lut", "partition", ":"): "a label map (ids:19:255)",
+    ("robustbench_seg/data/pairs.py", "label_lut", "split", ":"): "a label map (ids:19:255)",
+    ("robustbench_seg/data/pairs.py", "_described", "partition", ":"): "a label map (ids:19:255)",
+    ("robustbench_seg/data/pairs.py", "_described", "split", ":"): "a label map (ids:19:255)",
+    ("robustbench_seg/io.py", "cpu_info", "partition", ":"): "a line of /proc/cpuinfo",
+    ("robustbench_seg/models/loader.py", "_load_builder", "rpartition", ":"):
+        "a custom model spec file.py:function",
+    ("robustbench_seg/models/registry.py", "build", "split", ":"):
+        "a model builder module:function",
+}  # fmt: skip
+
+
+def _separator(call: ast.Call) -> ast.expr | None:
+    if call.args:
+        return call.args[0]
+    return next((k.value for k in call.keywords if k.arg == "sep"), None)
+
+
+def cell_splits(source: str) -> list[tuple[str, str, str, int]]:
+    """``(function, method, separator, line)`` of every ``x.partition(":")``-like call (the
+    methods of :data:`SPLITTERS` with a constant separator of :data:`SEPARATORS`)."""
+    found = []
+
+    def visit(node: ast.AST, function: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = function
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = child.name
+            if (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, ast.Attribute)
+                and child.func.attr in SPLITTERS
+                and isinstance(sep := _separator(child), ast.Constant)
+                and sep.value in SEPARATORS
+            ):
+                found.append((function, child.func.attr, sep.value, child.lineno))
+            visit(child, name)
+
+    visit(ast.parse(source), "<module>")
+    return found
+
+
+def test_only_the_cells_module_splits_cell_names() -> None:
+    bad, used = [], set()
+    for path in sorted((ROOT / "robustbench_seg").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == CELLS_MODULE:
+            continue
+        for function, method, sep, line in cell_splits(path.read_text(encoding="utf-8")):
+            key = (rel, function, method, sep)
+            if key in NOT_CELLS:
+                used.add(key)
+            else:
+                bad.append(f"{rel}:{line} {function}: .{method}({sep!r})")
+    assert bad == [], "split cell names with robustbench_seg.results.cells.Cell"
+    assert sorted(set(NOT_CELLS) - used) == [], "stale NOT_CELLS entries"
+
+
+def test_the_cell_split_checker_sees_splits() -> None:
+    src = 'def f(c):\n    a = c.rpartition("-")[0]\n    return c.split(sep=":"), c.split(",")\n'
+    assert cell_splits(src) == [("f", "rpartition", "-", 2), ("f", "split", ":", 3)]
+
+
+def test_the_cells_module_is_a_leaf() -> None:
+    ours = {t for t in GRAPH["robustbench_seg.results.cells"] if _under(t, "robustbench_seg")}
+    assert ours <= {"robustbench_seg.errors", "robustbench_seg.errors.RobustSegError"}
