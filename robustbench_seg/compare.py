@@ -9,7 +9,7 @@ from pathlib import Path
 
 from robustbench_seg import stats as stats_mod
 from robustbench_seg.errors import RobustSegError
-from robustbench_seg.runs import RunStatistics, load_statistics, read_run_info
+from robustbench_seg.runs import ImageSet, RunInfo, RunStatistics, load_statistics, read_run_info
 
 __all__ = [
     "COMPARE_COLUMNS",
@@ -25,12 +25,12 @@ COMPARE_COLUMNS = ("figure", "a", "b", "difference", "difference_lo", "differenc
                    "p_holm", "significant")  # fmt: skip
 
 
-def _load(run: str | os.PathLike) -> tuple[RunStatistics, dict]:
+def _load(run: str | os.PathLike) -> tuple[RunStatistics, RunInfo]:
     path = Path(run)
     if not path.is_dir():
         raise RobustSegError(f"{path} is not a run directory (not a directory)")
     info = read_run_info(path)
-    if info is None or "config_hash" not in info:
+    if info is None:
         raise RobustSegError(f"{path} is not a run directory (no readable run.json)")
     stats = load_statistics(path)
     if stats is None:
@@ -38,18 +38,19 @@ def _load(run: str | os.PathLike) -> tuple[RunStatistics, dict]:
             f"{path} has no per-image statistics (a run from an earlier robustseg, or unfinished); "
             f"run robustseg evaluate again with the same options to complete it"
         )
-    return stats, info.get("config", {})
+    return stats, info
 
 
 _PAIRED = "a paired comparison needs the same images"
+Named = tuple[str, RunInfo | None]  # a run's name and its record (None: no run.json)
 
 
-def check_comparable(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) -> None:
+def check_comparable(a: Named, b: Named, why: str = _PAIRED) -> None:
     """Refuses two runs over different images or cells (protocols), natural-shift cells
     included (:func:`check_images`, :func:`check_natural`, then the cells in order).
 
     Args:
-        a, b: Each run's name and ``run.json``'s ``config``.
+        a, b: Each run's name and record (``None``: the run has no ``run.json``).
         why: What needs them alike (ends the messages).
 
     Raises:
@@ -58,8 +59,9 @@ def check_comparable(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRE
     (name_a, ca), (name_b, cb) = a, b
     check_images(a, b, why)
     check_natural(a, b, why)
-    if list(ca.get("cells", [])) != list(cb.get("cells", [])):
-        only = sorted(set(ca.get("cells", [])) ^ set(cb.get("cells", [])))
+    cells_a, cells_b = (ca.cells if ca else []), (cb.cells if cb else [])
+    if cells_a != cells_b:
+        only = sorted(set(cells_a) ^ set(cells_b))
         raise RobustSegError(
             f"{name_a} and {name_b} were evaluated on different cells (protocols): "
             f"{', '.join(only[:5]) or 'another order'}; evaluate both with the same "
@@ -67,53 +69,36 @@ def check_comparable(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRE
         )
 
 
-def check_images(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) -> None:
-    """Refuses two runs (name, ``run.json``'s ``config``) over different images of the evaluated
-    dataset: other image lists, or the same names with other pixels (their content digests,
-    where both runs record one: runs from before it was kept are paired by names, as then);
-    ``why`` ends the message."""
+def check_images(a: Named, b: Named, why: str = _PAIRED) -> None:
+    """Refuses two runs (name, record) over different images of the evaluated dataset: other
+    image lists, or the same names with other pixels (their content digests, where both runs
+    record one: runs from before it was kept are paired by names, as then); ``why`` ends the
+    message."""
     (name_a, ca), (name_b, cb) = a, b
-    if (ca.get("images_sha256"), ca.get("num_images")) != (
-        cb.get("images_sha256"),
-        cb.get("num_images"),
-    ):
+    ia, ib = (ca.images if ca else ImageSet()), (cb.images if cb else ImageSet())
+    if (ia.names_sha256, ia.count) != (ib.names_sha256, ib.count):
         raise RobustSegError(
-            f"{name_a} and {name_b} were evaluated on different images ({ca.get('num_images')} vs "
-            f"{cb.get('num_images')} images of {ca.get('split')}/{cb.get('split')}, image lists "
-            f"differ); {why}"
+            f"{name_a} and {name_b} were evaluated on different images ({ia.count} vs "
+            f"{ib.count} images of {ia.split}/{ib.split}, image lists differ); {why}"
         )
-    if _other_pixels(ca.get(_CONTENT), cb.get(_CONTENT)):
+    if _other_pixels(ia, ib):
         raise RobustSegError(
             f"{name_a} and {name_b} were evaluated on different images (the same "
-            f"{ca.get('num_images')} file names with other pixels: the images' content digests "
+            f"{ia.count} file names with other pixels: the images' content digests "
             f"differ); {why}"
         )
 
 
-_CONTENT = "images_content_sha256"  # run.json's digest of the images' pixels
-
-
-def _other_pixels(a: object, b: object) -> bool:
+def _other_pixels(a: ImageSet, b: ImageSet) -> bool:
     """Both runs record a content digest and they differ."""
-    return a is not None and b is not None and a != b
+    return None not in (a.content_sha256, b.content_sha256) and a.content_sha256 != b.content_sha256
 
 
-def _natural_images(config: dict) -> dict[str, tuple[object, object, object]]:
-    """Natural cell -> (images_sha256, num_images, content digest) as ``run.json`` records
-    them."""
-    return {
-        str(n.get("cell")): (n.get("images_sha256"), n.get("num_images"), n.get(_CONTENT))
-        for n in config.get("natural", []) or []
-        if isinstance(n, dict)
-    }
-
-
-def check_natural(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) -> None:
-    """Refuses two runs (name, ``run.json``'s ``config``) with other natural-shift cells
-    (``acdc:fog``), or with one over other images (or whose images a run does not record);
-    ``why`` ends the message."""
+def check_natural(a: Named, b: Named, why: str = _PAIRED) -> None:
+    """Refuses two runs (name, record) with other natural-shift cells (``acdc:fog``), or with
+    one over other images (or whose images a run does not record); ``why`` ends the message."""
     (name_a, ca), (name_b, cb) = a, b
-    na, nb = _natural_images(ca), _natural_images(cb)
+    na, nb = (ca.natural if ca else {}), (cb.natural if cb else {})
     if set(na) != set(nb):
         raise RobustSegError(
             f"{name_a} and {name_b} were evaluated on different natural-shift cells "
@@ -121,21 +106,23 @@ def check_natural(a: tuple[str, dict], b: tuple[str, dict], why: str = _PAIRED) 
             "--natural"
         )
     for cell in sorted(na):
-        for name, (sha, _, _) in ((name_a, na[cell]), (name_b, nb[cell])):
-            if sha is None:
+        for name, images in ((name_a, na[cell]), (name_b, nb[cell])):
+            if images.names_sha256 is None:
                 raise RobustSegError(
                     f"cannot tell which images {name} evaluated {cell} on (its run.json records "
                     f"no image hash of the cell); {why}"
                 )
-    cells = sorted(c for c in na if na[c][:2] != nb[c][:2])
+    cells = sorted(
+        c for c in na if (na[c].names_sha256, na[c].count) != (nb[c].names_sha256, nb[c].count)
+    )
     if cells:
-        n_a, n_b = na[cells[0]][1], nb[cells[0]][1]
+        n_a, n_b = na[cells[0]].count, nb[cells[0]].count
         raise RobustSegError(
             f"{name_a} and {name_b} evaluated the natural-shift cells {', '.join(cells[:5])} on "
             f"different images (different images of {cells[0]}: {n_a} vs {n_b} images, image "
             f"lists differ); {why}"
         )
-    cells = sorted(c for c in na if _other_pixels(na[c][2], nb[c][2]))
+    cells = sorted(c for c in na if _other_pixels(na[c], nb[c]))
     if cells:
         raise RobustSegError(
             f"{name_a} and {name_b} evaluated the natural-shift cells {', '.join(cells[:5])} on "

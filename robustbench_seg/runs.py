@@ -31,6 +31,7 @@ import os
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,7 +48,10 @@ __all__ = [
     "RESULTS_COLUMNS",
     "RUN_JSON",
     "TIMING_JSON",
+    "SCHEMA_VERSION",
     "CellRecord",
+    "ImageSet",
+    "RunInfo",
     "RunStatistics",
     "load_statistics",
     "check_run_files",
@@ -65,6 +69,7 @@ __all__ = [
     "save_cell",
     "save_predictions",
     "summary_frame",
+    "upgrade_run_info",
     "write_run_info",
     "write_tables",
 ]
@@ -83,6 +88,166 @@ RESULTS_COLUMNS = ("model", "cell", "corruption", "category", "severity", "class
 # ----------------------------------------------------------------------------- run.json
 
 
+# The layout of run.json. 1: every run.json without the key (robustseg 0.1: the timing keys
+# inside it, later in timing.json; image_sha256, the model contract and the images' content
+# digest, natural_image_ids added along the way); 2: the same keys, with schema_version.
+SCHEMA_VERSION = 2
+
+
+class ImageSet(NamedTuple):
+    """The images a run (or one of its natural-shift cells) was evaluated on, as ``run.json``
+    records them; ``None`` where the run does not record it (a run from an earlier robustseg)."""
+
+    split: str | None = None
+    count: int | None = None
+    names_sha256: str | None = None  # config's images_sha256: the hash of the image list
+    content_sha256: str | None = None  # config's images_content_sha256: the images' pixels
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run's ``run.json`` (with its timing keys, kept in ``timing.json``): the one typed record
+    of it. :func:`read_run_info` reads it (upgrading a run of an earlier schema, refusing a newer
+    one), :func:`write_run_info` writes it.
+
+    Attributes:
+        config: The configuration, as hashed into ``config_hash`` (``EvalConfig``'s fields; kept
+            as written: a run of an earlier robustseg lacks some, see the properties).
+        config_hash: Its hash (what resume compares).
+        settings: What does not change the numbers (batch size, workers, device, world size,
+            saved predictions).
+        versions: Package versions.
+        device: The device's name.
+        image_ids: The evaluated dataset's image ids, in order (``None``: not recorded).
+        image_sha256: Each image's sha256, in that order (``None``: not recorded).
+        class_names: The dataset's classes (``None``: not recorded).
+        natural_image_ids: Natural-shift cell -> its image ids (empty: none, or not recorded).
+        started, finished, seconds: When the run started and finished, and its seconds
+            (``timing.json``; ``None`` until known).
+        schema_version: The layout of ``run.json`` (:data:`SCHEMA_VERSION` once written).
+    """
+
+    config: dict[str, Any]
+    config_hash: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    device: str | None = None
+    image_ids: tuple[str, ...] | None = None
+    image_sha256: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] | None = None
+    natural_image_ids: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    started: str | None = None
+    finished: str | float | None = None
+    seconds: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    # The configuration's fields that readers use, typed. ``config`` is kept as hashed: the
+    # fields a run of an earlier robustseg lacks read as None here (or the value then in effect).
+    @property
+    def cells(self) -> list[str]:
+        """The run's cells, in order."""
+        return [str(c) for c in self.config.get("cells") or []]
+
+    @property
+    def images(self) -> ImageSet:
+        """The evaluated dataset's images."""
+        c = self.config
+        return ImageSet(c.get("split"), c.get("num_images"), c.get("images_sha256"),
+                        c.get("images_content_sha256"))  # fmt: skip
+
+    @property
+    def natural(self) -> dict[str, ImageSet]:
+        """Natural-shift cell -> its images (empty for a run without natural-shift cells)."""
+        sets = [n for n in self.config.get("natural") or [] if isinstance(n, dict)]
+        return {str(n.get("cell")): ImageSet(None, n.get("num_images"), n.get("images_sha256"),
+                                             n.get("images_content_sha256")) for n in sets}  # fmt: skip
+
+    @property
+    def contract(self) -> dict[str, Any] | None:
+        """The model contract (``None``: a run from before it was recorded)."""
+        return self.config.get("contract")
+
+    @property
+    def dataset(self) -> str:
+        """The evaluated dataset (Cityscapes for runs from before other datasets)."""
+        return str(self.config.get("dataset", "cityscapes"))
+
+    @property
+    def data_root(self) -> str | None:
+        """The evaluated dataset's root folder."""
+        return self.config.get("cityscapes_root")
+
+    @property
+    def seed(self) -> int:
+        """The corruptions' seed."""
+        return int(self.config.get("seed", 0))
+
+    @property
+    def backend(self) -> str:
+        """The corruptions' backend."""
+        return str(self.config.get("backend", "fast"))
+
+    def to_json(self) -> dict[str, Any]:
+        """``run.json``'s content: its schema version, then the keys it always held, in order."""
+        return {
+            "schema_version": self.schema_version, "config": self.config,
+            "config_hash": self.config_hash, "settings": self.settings,
+            "versions": self.versions, "device": self.device, "image_ids": _listed(self.image_ids),
+            "image_sha256": _listed(self.image_sha256), "class_names": _listed(self.class_names),
+            "natural_image_ids": {c: list(v) for c, v in self.natural_image_ids.items()},
+        }  # fmt: skip
+
+    def timing(self) -> dict[str, Any]:
+        """``timing.json``'s content."""
+        return {"started": self.started, "finished": self.finished, "seconds": self.seconds}
+
+
+def _listed(values: Sequence[str] | None) -> list[str] | None:
+    return None if values is None else list(values)
+
+
+def _strings(values: Any) -> tuple[str, ...] | None:
+    return None if values is None else tuple(str(v) for v in values)
+
+
+def upgrade_run_info(raw: Mapping[str, Any], timing: Mapping[str, Any] | None = None,
+                     where: str = RUN_JSON) -> RunInfo | None:  # fmt: skip
+    """The record of a ``run.json`` of any schema this robustseg knows (``timing``:
+    ``timing.json``'s, else the timing keys ``run.json`` held before that file); what a run of
+    an earlier schema lacks is ``None`` or empty. ``None`` for what is not a run record.
+
+    Raises:
+        RobustSegError: A run of a newer schema (upgrade robustseg to read it), or an invalid
+            schema version.
+    """
+    version = raw.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RobustSegError(f"{where} has schema_version {version!r}, not one robustseg writes")
+    if version > SCHEMA_VERSION:
+        raise RobustSegError(
+            f"{where} was written by a newer robustseg (run schema {version}; this robustseg "
+            f"reads up to {SCHEMA_VERSION}): upgrade robustseg to read it"
+        )
+    config, config_hash = raw.get("config"), raw.get("config_hash")
+    if not isinstance(config, dict) or not isinstance(config_hash, str):
+        return None
+    timing = {**{k: raw.get(k) for k in TIMING_KEYS}, **(timing or {})}
+    try:
+        return RunInfo(
+            config=config, config_hash=config_hash, settings=dict(raw.get("settings") or {}),
+            versions=dict(raw.get("versions") or {}), device=raw.get("device"),
+            image_ids=_strings(raw.get("image_ids")),
+            image_sha256=_strings(raw.get("image_sha256")),
+            class_names=_strings(raw.get("class_names")),
+            natural_image_ids={str(c): _strings(v) or ()
+                               for c, v in (raw.get("natural_image_ids") or {}).items()},
+            started=timing.get("started"), finished=timing.get("finished"),
+            seconds=timing.get("seconds"), schema_version=SCHEMA_VERSION,
+        )  # fmt: skip
+    except (TypeError, ValueError, AttributeError):  # keys of the wrong type: not a record
+        return None
+
+
 def _read_json_dict(path: Path) -> dict[str, Any] | None:
     try:
         info = json.loads(path.read_text())
@@ -91,36 +256,38 @@ def _read_json_dict(path: Path) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
-def read_run_info(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """``run.json`` as a dict, with the timing keys of ``timing.json``; ``None`` when
-    ``run.json`` is missing or unreadable."""
-    info = _read_json_dict(Path(run_dir) / RUN_JSON)
-    if info is not None:
-        timing = _read_json_dict(Path(run_dir) / TIMING_JSON) or {}
-        info.update((k, timing[k]) for k in TIMING_KEYS if k in timing)
-    return info
+def read_run_info(run_dir: str | os.PathLike) -> RunInfo | None:
+    """A run's record: ``run.json`` with ``timing.json``, upgraded from an earlier schema
+    (:func:`upgrade_run_info`); the one place that reads them. ``None`` when ``run.json`` is
+    missing, unreadable or not a run record.
+
+    Raises:
+        RobustSegError: A run of a newer robustseg, refused in one line.
+    """
+    raw = _read_json_dict(Path(run_dir) / RUN_JSON)
+    if raw is None:
+        return None
+    timing = _read_json_dict(Path(run_dir) / TIMING_JSON) or {}
+    timing = {k: timing[k] for k in TIMING_KEYS if k in timing}
+    return upgrade_run_info(raw, timing, str(Path(run_dir) / RUN_JSON))
 
 
-def write_run_info(run_dir: str | os.PathLike, info: Mapping[str, Any]) -> None:
-    """Writes ``run.json`` atomically; its timing keys (``started``, ``finished``,
-    ``seconds``) go to ``timing.json``."""
-    info = dict(info)
-    timing = {k: info.pop(k) for k in TIMING_KEYS if k in info}
-    write_json_atomic(Path(run_dir) / RUN_JSON, info)
-    if timing:
-        write_json_atomic(Path(run_dir) / TIMING_JSON, timing)
+def write_run_info(run_dir: str | os.PathLike, info: RunInfo) -> None:
+    """Writes ``run.json`` and ``timing.json`` (the timing keys) atomically."""
+    write_json_atomic(Path(run_dir) / RUN_JSON, info.to_json())
+    write_json_atomic(Path(run_dir) / TIMING_JSON, info.timing())
 
 
 def claim_run_dir(run_dir: str | os.PathLike) -> DirLock:
     """Claims and locks a run directory (``io.claim_dir``): missing, empty, or an evaluate run
-    (marked, or with a ``run.json`` of ours from before markers); anything else is refused."""
-    return claim_dir(
-        run_dir, "evaluate", recognise=lambda p: "config_hash" in (read_run_info(p) or {})
-    )
+    (marked, or with a ``run.json`` of ours from before markers); anything else is refused, a
+    run of a newer robustseg included (before the folder is locked)."""
+    read_run_info(run_dir)
+    return claim_dir(run_dir, "evaluate", recognise=lambda p: read_run_info(p) is not None)
 
 
 def prepare_run_dir(run_dir: str | os.PathLike, config_hash: str, *, overwrite: bool,
-                    info: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+                    info: RunInfo | None = None) -> None:  # fmt: skip
     """Makes ``run_dir`` ready for a run of configuration ``config_hash``.
 
     A run of the same configuration is kept (its finished cells resume). A run of another
@@ -132,10 +299,10 @@ def prepare_run_dir(run_dir: str | os.PathLike, config_hash: str, *, overwrite: 
     """
     run_dir = Path(run_dir)
     if (run_dir / RUN_JSON).exists():
-        previous = read_run_info(run_dir) or {}
-        if previous.get("config_hash") != config_hash:
+        previous = read_run_info(run_dir)
+        if previous is None or previous.config_hash != config_hash:
             if not overwrite:
-                change = describe_change(previous, info) if info is not None else ""
+                change = describe_change(previous, info) if previous and info else ""
                 raise RobustSegError(
                     f"{run_dir} holds a run with another configuration"
                     + (f": {change} since this run was started" if change else "")
@@ -178,14 +345,12 @@ def _normalised(value: Any) -> Any:
     return json.loads(json.dumps(value))  # tuples as lists, as run.json holds them
 
 
-def describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+def describe_change(old: RunInfo, new: RunInfo) -> str:
     """What differs between two runs' ``run.json`` (configuration, image lists), in words: the
     model contract's fields, the pixels (how many images differ), the weights, the natural-shift
     sets, or the other options; '' when nothing that is recorded differs."""
-    a, b = _normalised(old.get("config") or {}), _normalised(new.get("config") or {})
-    if not a:
-        return ""  # nothing readable to compare with
-    if "contract" not in a:
+    a, b = _normalised(old.config), _normalised(new.config)
+    if old.contract is None:
         return (
             "the run was started by an earlier robustseg (its run.json records neither the "
             "model contract nor the images' content)"
@@ -220,10 +385,10 @@ def _field_change(name: str, x: Any, y: Any) -> str:
     return f"{name} {_shown(x)} -> {_shown(y)}"
 
 
-def _pixels_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+def _pixels_changed(old: RunInfo, new: RunInfo) -> str:
     """``2 of 3 images differ, e.g. x`` from two runs' image ids and sha256s."""
-    before = dict(zip(old.get("image_ids") or [], old.get("image_sha256") or [], strict=False))
-    after = dict(zip(new.get("image_ids") or [], new.get("image_sha256") or [], strict=False))
+    before = dict(zip(old.image_ids or (), old.image_sha256 or (), strict=False))
+    after = dict(zip(new.image_ids or (), new.image_sha256 or (), strict=False))
     differ = [i for i in after if i in before and before[i] != after[i]]
     if not differ:
         return "same names, other content"
@@ -340,7 +505,8 @@ def load_predictions(
         SystemFailure: The file exists but cannot be read (damaged), named.
     """
     if config_hash is None:
-        config_hash = (read_run_info(run_dir) or {}).get("config_hash")
+        info = read_run_info(run_dir)
+        config_hash = info.config_hash if info is not None else None
     path = Path(run_dir) / PREDICTIONS / f"{cell}.npz"
     if not path.is_file():
         return None
@@ -591,28 +757,27 @@ def load_statistics(run_dir: str | os.PathLike) -> RunStatistics | None:
         SystemFailure: A damaged cell file, or cells that disagree with ``run.json``.
     """
     info = read_run_info(run_dir)
-    if info is None or "config_hash" not in info:
+    if info is None:
         raise RobustSegError(f"{run_dir} has no readable run.json (robustseg evaluate writes one)")
-    config = info.get("config", {})
     records, ids = {}, {}
-    for cell in config.get("cells", []):
+    for cell in info.cells:
         path = Path(run_dir) / CELLS / f"{cell}.npz"
         if not path.is_file():
             return None
         try:
-            record, ids[cell] = _read_cell(path, info["config_hash"])
+            record, ids[cell] = _read_cell(path, info.config_hash)
         except _NPZ_ERRORS as exc:
             raise _damaged(path, exc) from None
         if record is None:
             return None
         records[cell] = record
     check_run_files(run_dir, info, records, ids)
-    return RunStatistics.from_records(records, info.get("image_ids", []),
-                                      str(config.get("images_sha256", "")),
-                                      info.get("natural_image_ids") or {})  # fmt: skip
+    return RunStatistics.from_records(records, info.image_ids or (),
+                                      info.images.names_sha256 or "",
+                                      info.natural_image_ids)  # fmt: skip
 
 
-def check_run_files(run_dir: str | os.PathLike, info: Mapping[str, Any],
+def check_run_files(run_dir: str | os.PathLike, info: RunInfo,
                     records: Mapping[str, CellRecord],
                     ids: Mapping[str, str | None] | None = None) -> None:  # fmt: skip
     """Cross-checks a run's ``run.json`` and its cells: the image ids against the image count,
@@ -623,11 +788,9 @@ def check_run_files(run_dir: str | os.PathLike, info: Mapping[str, Any],
     Raises:
         SystemFailure: One line naming the run, the file and what disagrees.
     """
-    config = info.get("config") or {}
-    main = list(info.get("image_ids") or [])
-    natural = dict(info.get("natural_image_ids") or {})
-    counts = {str(n.get("cell")): n.get("num_images") for n in config.get("natural") or []
-              if isinstance(n, dict)}  # fmt: skip
+    main = list(info.image_ids or ())
+    natural = info.natural_image_ids
+    counts = {cell: images.count for cell, images in info.natural.items()}
 
     def refuse(what: str) -> SystemFailure:
         return SystemFailure(
@@ -635,12 +798,12 @@ def check_run_files(run_dir: str | os.PathLike, info: Mapping[str, Any],
             "run robustseg evaluate again with --overwrite"
         )
 
-    num = config.get("num_images")
-    if num is not None and "image_ids" in info and len(main) != num:
+    num, content = info.images.count, info.images.content_sha256
+    if num is not None and info.image_ids is not None and len(main) != num:
         raise refuse(f"run.json lists {len(main)} image ids for {num} images")
-    shas = info.get("image_sha256")
-    if shas is not None and "images_content_sha256" in config:
-        if len(shas) != len(main) or content_sha256(main, shas) != config["images_content_sha256"]:
+    shas = info.image_sha256
+    if shas is not None and content is not None:
+        if len(shas) != len(main) or content_sha256(main, shas) != content:
             raise refuse("run.json's image sha256s do not give its images' content digest")
     for cell, record in records.items():
         is_natural = cell in counts or cell in natural
@@ -657,14 +820,15 @@ def check_run_files(run_dir: str | os.PathLike, info: Mapping[str, Any],
             raise refuse(f"{file} was computed on other image ids than run.json lists")
 
 
-def read_results(run_dir: str | os.PathLike) -> tuple[str, Any, dict[str, Any]]:
-    """Reads a run directory back: ``(model, results, config)``.
+def read_results(run_dir: str | os.PathLike) -> tuple[str, Any, RunInfo | None]:
+    """Reads a run directory back: ``(model, results, info)``.
 
-    ``config`` is ``run.json``'s ``config`` (empty when ``run.json`` is missing or unreadable).
+    ``info`` is its record (:func:`read_run_info`; ``None`` when ``run.json`` is missing or
+    unreadable).
 
     Raises:
         RobustSegError: Not a directory, no or unreadable ``results.csv``, missing columns,
-            no rows, or several models in one file.
+            no rows, or several models in one file; a run of a newer robustseg.
     """
     import pandas as pd
 
@@ -693,5 +857,4 @@ def read_results(run_dir: str | os.PathLike) -> tuple[str, Any, dict[str, Any]]:
     df["model"] = df["model"].astype(str)
     df["corruption"] = df["corruption"].astype(str)
     df["severity"] = df["severity"].astype(int)
-    config = (read_run_info(path) or {}).get("config", {})
-    return str(models[0]), df, config if isinstance(config, dict) else {}
+    return str(models[0]), df, read_run_info(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -254,12 +255,12 @@ def test_writers_are_byte_identical_at_another_time(tmp_path, monkeypatch):
     erf = ErfResult(("a", "b"), ("s1", "head"), np.ones((2, 2, 8, 8), np.float32), ("x",), (8, 8))
     fig = Figure(figsize=(2, 2))
     fig.subplots().plot([0, 1], [1, 0], label="line")
-    info = {"config": {"model": "m"}, "config_hash": "0" * 16, "started": "then"}
+    info = runs.RunInfo({"model": "m"}, "0" * 16, started="then")
 
     def write(folder: Path) -> dict[str, bytes]:
         runs.save_cell(folder, "clean", conf, 3, "h")
         runs.save_predictions(folder, "fog-3", ["a/b"], [pred], "h")
-        runs.write_run_info(folder, {**info, "finished": time.time()})
+        runs.write_run_info(folder, dataclasses.replace(info, finished=time.time()))
         _write_npz(folder / "erf_maps.npz", erf)
         for ext in ("png", "pdf", "svg"):
             save_figure(fig, folder / f"figure.{ext}", dpi=50)
@@ -272,7 +273,7 @@ def test_writers_are_byte_identical_at_another_time(tmp_path, monkeypatch):
     second = write(tmp_path / "second")
     assert sorted(first) == sorted(second) and len(first) == 8
     assert [f for f in first if first[f] != second[f]] == ["timing.json"]
-    assert runs.read_run_info(tmp_path / "second")["finished"] == now + 86400.0
+    assert runs.read_run_info(tmp_path / "second").finished == now + 86400.0
 
 
 def test_git_ignores_exactly_the_volatile_demo_files():
@@ -318,6 +319,6 @@ def test_demo_output_is_byte_identical_run_to_run(tmp_path, monkeypatch):
     # Again over the first demo, as `make demo` over a clone's committed output: the cells are
     # computed afresh, not resumed (they have the same configuration hash).
     run = tmp_path / "one" / "reports" / "demo" / "runs" / "segformer-b0"
-    config_hash = runs.read_run_info(run)["config_hash"]
+    config_hash = runs.read_run_info(run).config_hash
     runs.save_cell(run, "fog-3", np.zeros((19, 19), np.int64), 1, config_hash)
     same(demo("one"), two)

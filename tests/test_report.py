@@ -582,9 +582,9 @@ def test_ci_calibration_table_equals_the_cells_calibration(ci_env):
     info = read_run_info(run)
     mine = cal[cal["model"] == "segformer-b0 (b0)"].set_index("corruption")
     for condition in ("clean", "fog", "gaussian_noise"):
-        cells = [c for c in info["config"]["cells"] if c.rpartition("-")[0] == condition
+        cells = [c for c in info.cells if c.rpartition("-")[0] == condition
                  or c == condition]  # fmt: skip
-        records = [load_cell(run, c, info["config_hash"]).calibration for c in cells]
+        records = [load_cell(run, c, info.config_hash).calibration for c in cells]
         for metric in ("ece", "nll", "brier"):
             expected = np.mean([getattr(r, metric) for r in records])
             assert mine.loc[condition, metric] == pytest.approx(expected, rel=1e-12), metric

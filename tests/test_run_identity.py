@@ -311,7 +311,7 @@ def test_runs_from_before_are_still_read_and_paired_by_names(two, tmp_path):
     assert result.exit_code == 0, result.output
     # resuming one into the same --out says why it cannot
     with pytest.raises(RobustSegError, match="started by an earlier robustseg"):
-        runs.prepare_run_dir(old_a, "x", overwrite=False, info={"config": {"contract": {}}})
+        runs.prepare_run_dir(old_a, "x", overwrite=False, info=runs.RunInfo({"contract": {}}, "x"))
 
 
 # ----------------------------------------------------------------------------- image_resize
@@ -407,10 +407,11 @@ def test_a_builder_declares_image_resize_in_its_metadata(city, tmp_path):
 
 def test_natural_cells_over_other_pixels_are_not_paired():
     from robustbench_seg.compare import check_natural
+    from robustbench_seg.runs import RunInfo
 
     def config(content):
-        return {"natural": [{"cell": "acdc:fog", "images_sha256": "names", "num_images": 4,
-                             "images_content_sha256": content}]}  # fmt: skip
+        return RunInfo({"natural": [{"cell": "acdc:fog", "images_sha256": "names", "num_images": 4,
+                                     "images_content_sha256": content}]}, "0" * 16)  # fmt: skip
 
     check_natural(("a", config("x")), ("b", config("x")))
     check_natural(("a", config(None)), ("b", config("x")))  # a run from before: names only

@@ -203,7 +203,7 @@ def test_evaluate_keeps_per_image_counts_and_calibration(tmp_path):
     evaluate(_Tiny(), preprocessing=PRE, cityscapes_root=city, corruptions="fog", severities="1",
              inference="slide", crop=32, stride=24, workers=0, progress=False, out=out)  # fmt: skip
     info = read_run_info(out)
-    record = load_cell(out, "fog-1", info["config_hash"])
+    record = load_cell(out, "fog-1", info.config_hash)
     assert record.per_image.shape == (3, K, 3)
     # the per-image counts add up to the cell's confusion matrix
     tp, fp, fn = record.per_image.sum(0).T
@@ -211,7 +211,7 @@ def test_evaluate_keeps_per_image_counts_and_calibration(tmp_path):
     assert np.array_equal(fp, record.confusion.sum(0) - tp)
     assert np.array_equal(fn, record.confusion.sum(1) - tp)
     stats = load_statistics(out)
-    assert stats.image_ids == info["image_ids"] and stats.counts.shape == (3, 2, K, 3)
+    assert stats.image_ids == list(info.image_ids) and stats.counts.shape == (3, 2, K, 3)
     per_image = pd.read_csv(out / "per_image.csv")
     direct = miou_from_counts(record.per_image)
     np.testing.assert_allclose(per_image[per_image.cell == "fog-1"]["miou"], direct, atol=1e-6)

@@ -382,18 +382,18 @@ def evaluate(
     lock = runs.claim_run_dir(run_dir) if rank == 0 else None
     try:
         if rank == 0:
-            info_new = {
-                "config": config.__dict__, "config_hash": digest, "settings": {
+            run_info = runs.RunInfo(
+                config=config.__dict__, config_hash=digest, settings={
                     "batch_size": batch_size, "workers": workers, "device": str(dev), "world_size": world,
                     "save_predictions": save_predictions,
-                }, "versions": package_versions(_VERSIONED), "device": torch.cuda.get_device_name(dev)
+                }, versions=package_versions(_VERSIONED), device=torch.cuda.get_device_name(dev)
                 if dev.type == "cuda" else platform.processor() or platform.machine(),
-                "started": t_start.isoformat(timespec="seconds"), "finished": None,
-                "image_ids": image_ids, "image_sha256": image_shas, "class_names": list(class_names),
-                "natural_image_ids": {n.cell: [p.image_id for p in n.pairs] for n in naturals},
-            }  # fmt: skip
-            runs.prepare_run_dir(run_dir, digest, overwrite=overwrite, info=info_new)
-            runs.write_run_info(run_dir, info_new)
+                started=t_start.isoformat(timespec="seconds"),
+                image_ids=tuple(image_ids), image_sha256=tuple(image_shas), class_names=tuple(class_names),
+                natural_image_ids={n.cell: tuple(p.image_id for p in n.pairs) for n in naturals},
+            )  # fmt: skip
+            runs.prepare_run_dir(run_dir, digest, overwrite=overwrite, info=run_info)
+            runs.write_run_info(run_dir, run_info)
         runtime.barrier(info)
 
         cells = [_Cell(cell_name(c, s), c, s, pairs) for c, s in cell_specs]
@@ -502,10 +502,9 @@ def evaluate(
         results = runs.results_frame(loaded.name, ordered, class_names, intervals=intervals)
         if rank == 0:
             runs.write_tables(run_dir, results, stats)
-            run_info = runs.read_run_info(run_dir) or {}
-            run_info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            run_info["seconds"] = time.time() - t_start.timestamp()
-            runs.write_run_info(run_dir, run_info)
+            finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            runs.write_run_info(run_dir, dataclasses.replace(
+                run_info, finished=finished_at, seconds=time.time() - t_start.timestamp()))  # fmt: skip
     finally:
         if lock is not None:
             lock.release()

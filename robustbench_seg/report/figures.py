@@ -21,7 +21,7 @@ from robustbench_seg.metrics import Calibration
 from robustbench_seg.report.tables import CATEGORY_ORDER, Run, class_iou_frame
 from robustbench_seg.results.cells import CLEAN, Cell, cell_name, corruption_condition
 from robustbench_seg.results.cells import corruption_title as _title
-from robustbench_seg.runs import load_predictions, read_run_info
+from robustbench_seg.runs import load_predictions
 
 __all__ = [
     "DEFAULT_QUALITATIVE",
@@ -396,7 +396,7 @@ def _saved_predictions(
 ) -> tuple[dict[str, list[np.ndarray]] | None, str | None]:
     """A run's saved maps of ``ids`` for every cell, or why it has none."""
     out = {}
-    config_hash = (read_run_info(run.path) or {}).get("config_hash")
+    config_hash = run.info.config_hash if run.info is not None else None
     for cell in cells:
         saved = load_predictions(run.path, cell, config_hash)
         if saved is None:
@@ -453,8 +453,8 @@ def _qualitative(
     from robustbench_seg.data.cityscapes_c import CellView
     from robustbench_seg.data.datasets import get_dataset
 
-    cfg0 = next((r.config for r in runs if r.config), {})
-    root = cityscapes_root or cfg0.get("cityscapes_root")
+    info = next((r.info for r in runs if r.info is not None), None)
+    root = cityscapes_root or (info.data_root if info is not None else None)
     if not root:
         return (
             [],
@@ -463,8 +463,8 @@ def _qualitative(
             None,
         )
     try:
-        data = get_dataset(cfg0.get("dataset", "cityscapes"))
-        pairs = data.pairs(root, cfg0.get("split", "val"))[:num_images]
+        data = get_dataset(info.dataset if info is not None else "cityscapes")
+        pairs = data.pairs(root, (info and info.images.split) or "val")[:num_images]
     except RobustSegError as exc:
         return [], [], [f"qualitative grid skipped: cannot read the dataset: {exc}"], None
     conds = [(None, None), *conditions]
@@ -480,7 +480,7 @@ def _qualitative(
     if not shown:
         return [], [], [*warns, "qualitative grid skipped: no run has saved predictions"], None
 
-    seed, backend = int(cfg0.get("seed", 0)), str(cfg0.get("backend", "fast"))
+    seed, backend = (info.seed, info.backend) if info is not None else (0, "fast")
     rows: list[QualitativeRow] = []
     try:
         for i, pair in enumerate(pairs):

@@ -194,7 +194,7 @@ def check_correlatable(runs: Sequence[Run]) -> None:
     """
     ref = runs[0]
     for run in runs[1:]:
-        a, b = (str(run.path), run.config), (str(ref.path), ref.config)
+        a, b = (str(run.path), run.info), (str(ref.path), ref.info)
         check_images(a, b, _WHY)
         mine, theirs = run.corruption_cells(), ref.corruption_cells()
         if mine and theirs and mine != theirs:

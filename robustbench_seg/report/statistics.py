@@ -84,7 +84,7 @@ def check_same_images(runs: Sequence[Run], reference: Run) -> None:
     cells included (``compare.check_comparable``)."""
     for run in runs:
         if run is not reference:
-            check_comparable((str(run.path), run.config), (str(reference.path), reference.config),
+            check_comparable((str(run.path), run.info), (str(reference.path), reference.info),
                              "a paired comparison needs the same images and cells")  # fmt: skip
 
 

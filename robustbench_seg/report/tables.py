@@ -6,7 +6,7 @@ import html
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from robustbench_seg.compare import check_images
 from robustbench_seg.data.cityscapes import CLASS_NAMES
 from robustbench_seg.errors import RobustSegError
 from robustbench_seg.results.cells import CLEAN, NATURAL, Cell
-from robustbench_seg.runs import read_results, summary_frame
+from robustbench_seg.runs import ImageSet, RunInfo, read_results, summary_frame
 
 __all__ = [
     "CATEGORY_ORDER",
@@ -90,14 +90,19 @@ class Run:
             when two runs share a model).
         model: The model name recorded in ``results.csv``.
         results: ``results.csv`` (one row per cell and class; IoU/mIoU as fractions).
-        config: ``run.json``'s ``config`` (empty when ``run.json`` is missing or unreadable).
+        info: Its record, ``run.json`` (``None`` when missing or unreadable).
     """
 
     path: Path
     name: str
     model: str
     results: pd.DataFrame
-    config: dict[str, Any] = field(default_factory=dict)
+    info: RunInfo | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``run.json``'s ``config`` (empty when ``run.json`` is missing or unreadable)."""
+        return self.info.config if self.info is not None else {}
 
     @property
     def cells(self) -> pd.DataFrame:
@@ -148,7 +153,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
         seen[p.resolve()] = p
     read = [read_results(p) for p in paths]
     names = _unique_names([r[0] for r in read], paths)
-    return [Run(p, n, m, df, cfg) for p, n, (m, df, cfg) in zip(paths, names, read, strict=True)]
+    return [Run(p, n, m, df, info) for p, n, (m, df, info) in zip(paths, names, read, strict=True)]
 
 
 # ----------------------------------------------------------------------------- reference
@@ -280,23 +285,21 @@ def _protocol_note(run: Run) -> str | None:
 
 def _check_same_images(run: Run, baseline: Run) -> None:
     """CD compares errors image set against image set: both runs must have seen the same images."""
-    keys = ("split", "num_images", "images_sha256")
-    a = {k: run.config.get(k) for k in keys}
-    b = {k: baseline.config.get(k) for k in keys}
-    if None in a.values() or None in b.values():
+    a, b = (r.info.images if r.info is not None else ImageSet() for r in (run, baseline))
+    unknown = [r.path for r, i in ((run, a), (baseline, b)) if None in i[:3]]
+    if unknown:
         raise RobustSegError(
-            f"cannot tell which images {run.path if None in a.values() else baseline.path} was "
-            "evaluated on (its run.json lacks split/num_images/images_sha256); mCD needs runs "
-            "over the same images"
+            f"cannot tell which images {unknown[0]} was evaluated on (its run.json lacks "
+            "split/num_images/images_sha256); mCD needs runs over the same images"
         )
-    if a != b:
+    if a[:3] != b[:3]:  # split, count, names_sha256
         raise RobustSegError(
             f"baseline {baseline.path} was evaluated on other images than run {run.path} "
-            f"({b['num_images']} vs {a['num_images']} images of {b['split']}/{a['split']}, image "
+            f"({b.count} vs {a.count} images of {b.split}/{a.split}, image "
             "lists differ); mCD needs runs over the same images"
         )
     # the same file names with other pixels (content digests, where both runs record one)
-    check_images((f"baseline {baseline.path}", baseline.config), (f"run {run.path}", run.config),
+    check_images((f"baseline {baseline.path}", baseline.info), (f"run {run.path}", run.info),
                  "mCD needs runs over the same images")  # fmt: skip
 
 
