@@ -194,3 +194,58 @@ def test_the_cell_split_checker_sees_splits() -> None:
 def test_the_cells_module_is_a_leaf() -> None:
     ours = {t for t in GRAPH["robustbench_seg.results.cells"] if _under(t, "robustbench_seg")}
     assert ours <= {"robustbench_seg.errors", "robustbench_seg.errors.RobustSegError"}
+
+
+# ----------------------------------------------------------------------------- run.json
+
+RUN_JSON_READER = ("robustbench_seg/runs.py", "read_run_info")  # the one reader of run.json
+READS = ("read_text", "read_bytes", "load", "loads", "open", "_read_json_dict")
+
+
+def run_json_reads(source: str) -> list[tuple[str, int]]:
+    """``(function, line)`` of every function that names ``run.json`` (the string, or the
+    ``RUN_JSON`` constant) and reads a file or JSON (a call of :data:`READS`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        inner = list(ast.walk(node))
+        names = any(
+            (isinstance(n, ast.Constant) and n.value == "run.json")
+            or (isinstance(n, ast.Name) and n.id == "RUN_JSON")
+            or (isinstance(n, ast.Attribute) and n.attr == "RUN_JSON")
+            for n in inner
+        )
+        reads = any(
+            isinstance(n, ast.Call)
+            and (
+                (isinstance(n.func, ast.Attribute) and n.func.attr in READS)
+                or (isinstance(n.func, ast.Name) and n.func.id in READS)
+            )
+            for n in inner
+        )
+        if names and reads:
+            found.append((getattr(node, "name", "<lambda>"), node.lineno))
+    return found
+
+
+def test_only_the_run_record_reads_run_json() -> None:
+    bad, seen = [], False
+    for path in sorted((ROOT / "robustbench_seg").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for function, line in run_json_reads(path.read_text(encoding="utf-8")):
+            if (rel, function) == RUN_JSON_READER:
+                seen = True
+            else:
+                bad.append(f"{rel}:{line} {function}")
+    assert bad == [], "read run.json with robustbench_seg.runs.read_run_info (a RunInfo)"
+    assert seen, "the reader moved: update RUN_JSON_READER"
+
+
+def test_the_run_json_checker_sees_reads() -> None:
+    src = (
+        "def f(p):\n    return json.loads((p / 'run.json').read_text())\n"
+        "def g(p):\n    return json.load(open(p / runs.RUN_JSON))\n"
+        "def h(p):\n    return (p / RUN_JSON).exists()\n"
+    )
+    assert run_json_reads(src) == [("f", 1), ("g", 3)]
