@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import re
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,7 @@ class Context:
         self.result.warnings.append(message)
 
 
-class Section:
+class Section(ABC):
     """One section of a report (subclass it, and list an instance in :data:`SECTIONS`).
 
     Attributes:
@@ -117,16 +118,16 @@ class Section:
         """Write the section's files; return their paths (default: none)."""
         return []
 
+    @abstractmethod
     def markdown(self, ctx: Context) -> str:
         """The section's part of ``index.md`` (after every section's ``files``; "": none)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def html(self, ctx: Context) -> str:
         """The section's part of ``index.html`` (after every section's ``files``; "": none)."""
-        raise NotImplementedError
 
 
-class RunPart:
+class RunPart(ABC):
     """One part of each run's block of the report (list an instance in :data:`RUN_PARTS`).
 
     ``applies``, ``files`` and ``owns`` as for :class:`Section` (``files`` writes the part's
@@ -144,16 +145,16 @@ class RunPart:
         """Write the part's files, of every run; return their paths (default: none)."""
         return []
 
+    @abstractmethod
     def markdown(self, ctx: Context, run: Any, slug: str, sev: Any) -> str:
         """The part's Markdown for ``run`` (after every section's ``files``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def html(self, ctx: Context, run: Any, slug: str, sev: Any) -> str:
         """The part's HTML for ``run`` (after every section's ``files``)."""
-        raise NotImplementedError
 
 
-def owned_files(sections: Iterable[Section]) -> tuple[str, ...]:
+def owned_files(sections: Iterable[Section | RunPart]) -> tuple[str, ...]:
     """Every glob the ``sections`` own (each once, in list order): what a re-run cleans up."""
     seen: dict[str, None] = {}
     for section in sections:
@@ -694,7 +695,7 @@ class PerRun(Section):
 
     @property
     def owns(self) -> tuple[str, ...]:  # type: ignore[override]
-        return owned_files(self.parts)  # type: ignore[arg-type]
+        return owned_files(self.parts)
 
     def files(self, ctx: Context) -> list[Path]:
         return [p for part in self.parts if part.applies(ctx) for p in part.files(ctx)]
