@@ -8,11 +8,12 @@ A run directory holds:
 - ``timing.json``: when the run started and finished, and its seconds: the one file that differs
   when the same configuration is run again on the same machine (``run.json``'s timing keys,
   kept apart so that a committed run, such as the demo's, stays byte-identical);
-- ``cells/<cell>.npz``: per cell the confusion matrix (int64, rows ground truth), the image
-  count, the configuration hash, the per-image TP, FP and FN of every class (``per_image``,
-  ``(N, K, 3)``, in the split's image order) and the calibration sums (``cal_*``,
-  ``metrics.Calibration``) and the hash of its image ids (``ids``), each written atomically
-  when the cell is complete;
+- ``cells/<cell>.npz``: per cell the arrays of every measure (``results.measures``): the
+  confusion matrix (int64, rows ground truth), the per-image TP, FP and FN of every class
+  (``per_image``, ``(N, K, 3)``, in the split's image order), the calibration sums (``cal_*``,
+  ``metrics.Calibration``), and any registered measure's; with the image count, the
+  configuration hash and the hash of its image ids (``ids``), each written atomically when the
+  cell is complete;
 - ``predictions/<cell>.npz``: the predicted trainIds (uint8) of the first images of the cell
   (``evaluate --save-predictions``), with their image ids, for the report's qualitative grid;
 - ``results.csv``: one tidy row per cell and class (IoU, mIoU with its 95% bootstrap interval
@@ -42,6 +43,7 @@ from robustbench_seg import stats as stats_mod
 from robustbench_seg.data.cityscapes import CLASS_NAMES
 from robustbench_seg.errors import RobustSegError, SystemFailure
 from robustbench_seg.io import DirLock, atomic_path, claim_dir, write_json_atomic
+from robustbench_seg.results import measures
 from robustbench_seg.results.cells import CLEAN, NATURAL, Cell
 
 __all__ = [
@@ -70,6 +72,8 @@ __all__ = [
     "save_predictions",
     "summary_frame",
     "upgrade_run_info",
+    "record",
+    "write_cell",
     "write_run_info",
     "write_tables",
 ]
@@ -400,12 +404,14 @@ def _pixels_changed(old: RunInfo, new: RunInfo) -> str:
 
 class CellRecord(NamedTuple):
     """A finished cell: confusion matrix ``(K, K)``, image count, per-image TP/FP/FN
-    ``(N, K, 3)`` and calibration sums (both ``None`` in runs from before they were kept)."""
+    ``(N, K, 3)`` and calibration sums (both ``None`` in runs from before they were kept), and
+    the arrays of every measure (``results.measures``) the cell file holds."""
 
     confusion: np.ndarray
     images: int
     per_image: np.ndarray | None = None
     calibration: metrics.Calibration | None = None
+    arrays: Mapping[str, np.ndarray] | None = None  # every array of the cell file, by name
 
 
 def save_cell(
@@ -422,17 +428,36 @@ def save_cell(
     """Writes a finished cell atomically: its confusion matrix and image count, and, when
     given, its per-image TP/FP/FN ``(N, K, 3)``, calibration sums and the hash of its image ids
     (:func:`ids_sha256`, what reading the run checks against ``run.json``; compressed npz)."""
-    path = Path(run_dir) / CELLS / f"{cell}.npz"
-    extra: dict[str, Any] = {}
-    if image_ids is not None:
-        extra["ids"] = ids_sha256(image_ids)
+    arrays: dict[str, np.ndarray] = {"confusion": np.asarray(conf)}
     if per_image is not None:
-        extra["per_image"] = np.asarray(per_image, dtype=np.int64)
+        arrays["per_image"] = np.asarray(per_image)
     if calibration is not None:
-        extra.update(calibration.arrays())
+        arrays.update(calibration.arrays())
+    write_cell(run_dir, cell, arrays, images, config_hash, image_ids=image_ids)
+
+
+def write_cell(
+    run_dir: str | os.PathLike,
+    cell: str,
+    arrays: Mapping[str, np.ndarray],
+    images: int,
+    config_hash: str,
+    *,
+    image_ids: Sequence[str] | None = None,
+) -> None:
+    """Writes a finished cell atomically: the measures' arrays (``results.measures``, each with
+    its declared dtype, ``confusion`` first), its image count, the configuration hash and the
+    hash of its image ids (compressed npz, members in the order of the files written before
+    measures were objects: ``confusion``, ``images``, ``config``, ``ids``, then the others)."""
+    path = Path(run_dir) / CELLS / f"{cell}.npz"
+    dtypes = {s.name: s.numpy_dtype for m in measures.MEASURES.values() for s in m.states}
+    arrays = {n: np.asarray(a, dtype=dtypes.get(n)) for n, a in arrays.items()}
+    header: dict[str, Any] = {"images": np.int64(images), "config": config_hash}
+    if image_ids is not None:
+        header["ids"] = ids_sha256(image_ids)
+    rest = {n: a for n, a in arrays.items() if n != "confusion"}
     with atomic_path(path, suffix=".tmp.npz") as tmp:
-        np.savez_compressed(tmp, confusion=conf.astype(np.int64), images=np.int64(images),
-                            config=config_hash, **extra)  # fmt: skip
+        np.savez_compressed(tmp, confusion=arrays["confusion"], **header, **rest)
 
 
 # What reading a damaged npz raises: a cut zip, a cut or bad member, a missing key.
@@ -454,10 +479,16 @@ def _read_cell(path: Path, config_hash: str) -> tuple[CellRecord | None, str | N
     with np.load(path) as z:
         if str(z["config"]) != config_hash:
             return None, None
-        per_image = z["per_image"].astype(np.int64) if "per_image" in z else None
         ids = str(z["ids"]) if "ids" in z else None
-        return CellRecord(z["confusion"].astype(np.int64), int(z["images"]), per_image,
-                          metrics.Calibration.from_arrays(z)), ids  # fmt: skip
+        arrays = {n: z[n] for n in z.files if n not in ("images", "config", "ids")}
+        return record(arrays, int(z["images"])), ids
+
+
+def record(arrays: Mapping[str, np.ndarray], images: int) -> CellRecord:
+    """A cell's record from its measures' arrays (a cell file's, or a run's in memory)."""
+    per_image = arrays["per_image"].astype(np.int64) if "per_image" in arrays else None
+    return CellRecord(arrays["confusion"].astype(np.int64), images, per_image,
+                      metrics.Calibration.from_arrays(arrays), dict(arrays))  # fmt: skip
 
 
 def _damaged(path: Path, exc: BaseException) -> SystemFailure:
@@ -544,12 +575,13 @@ def results_frame(
         miou, acc = metrics.mean_iou(conf), metrics.pixel_accuracy(conf)
         lo, hi = (intervals or {}).get(cell, (np.nan, np.nan))
         ece, nll, brier = (cal.ece, cal.nll, cal.brier) if cal is not None else (np.nan,) * 3
+        extra = measures.columns(record.arrays) if record.arrays is not None else {}
         for c, name in enumerate(class_names[: conf.shape[0]]):
             rows.append({
                 "model": model, "cell": cell, "corruption": corruption, "category": category,
                 "severity": severity, "class": name, "iou": iou[c], "miou": miou,
                 "miou_lo": lo, "miou_hi": hi, "pixel_accuracy": acc, "images": images,
-                "ece": ece, "nll": nll, "brier": brier,
+                "ece": ece, "nll": nll, "brier": brier, **extra,
             })  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from corruptions import make_protocol
-from robustbench_seg import metrics, runs, runtime
+from robustbench_seg import runs, runtime
 from robustbench_seg.data.cityscapes_c import CellView, check_tree
 from robustbench_seg.data.datasets import Dataset, NaturalSet, get_dataset, parse_natural
 from robustbench_seg.data.pairs import check_pairs, images_sha256
@@ -34,6 +34,7 @@ from robustbench_seg.models.loader import is_custom_spec, load
 from robustbench_seg.models.registry import Preprocessing, get_model_entry
 from robustbench_seg.models.weights import is_hf_spec
 from robustbench_seg.progress import Progress
+from robustbench_seg.results import measures
 from robustbench_seg.results.cells import cell_name
 from robustbench_seg.sizes import format_size, hw, size_value
 
@@ -91,9 +92,7 @@ class _Cell:
     pairs: list = field(default_factory=list)  # the cell's images (the dataset's, or natural)
     natural: NaturalSet | None = None
     done: bool = False
-    conf: torch.Tensor | None = None
-    per_image: np.ndarray | None = None  # (N, K, 3) TP/FP/FN, rows of this rank's images
-    calibration: list[torch.Tensor] | None = None  # metrics.Calibration's sums, on the device
+    state: dict[str, dict[str, torch.Tensor]] | None = None  # the measures', on the device
     seen: int = 0
     saved: list[tuple[int, np.ndarray]] = field(default_factory=list)
 
@@ -182,14 +181,6 @@ def _contract(pre: Preprocessing, num_outputs: int, module: nn.Module, hf: bool,
         labels = {int(k): str(v) for k, v in module.model.config.id2label.items()}
         out["class_map"] = {c: [i, labels[i]] for c, i in zip(class_names, index, strict=True)}
     return out
-
-
-def _empty_calibration(dev: torch.device) -> list[torch.Tensor]:
-    n = metrics.CALIBRATION_SLOTS
-    f64 = dict(dtype=torch.float64, device=dev)
-    return [torch.zeros(n, dtype=torch.int64, device=dev), torch.zeros(n, **f64),
-            torch.zeros(n, dtype=torch.int64, device=dev), torch.zeros((), **f64),
-            torch.zeros((), **f64)]  # fmt: skip
 
 
 def _collate(batch):
@@ -399,25 +390,20 @@ def evaluate(
         cells = [_Cell(cell_name(c, s), c, s, pairs) for c, s in cell_specs]
         cells += [_Cell(n.cell, None, None, n.pairs, n) for n in naturals]
         finished: dict[str, runs.CellRecord] = {}
-        k_classes = loaded.num_classes
+        kept = measures.active(statistics)
         for cell in cells:
             done = runs.load_cell(run_dir, cell.name, digest)
-            # a cell from before per-image statistics were kept is evaluated again
+            # a cell lacking a measure's arrays (one from before it was kept) is evaluated again
             if (
                 done is not None
                 and done.images == len(cell.pairs)
-                and (
-                    not statistics or (done.per_image is not None and done.calibration is not None)
-                )
+                and measures.has_arrays(kept, done.arrays)
             ):
                 cell.done = True
                 finished[cell.name] = done
         todo = [c for c in cells if not c.done]
         for cell in todo:
-            cell.conf = torch.zeros((k_classes,) * 2, dtype=torch.int64, device=dev)
-            cell.per_image = np.zeros((len(cell.pairs), k_classes, 3), np.int64)
-            if statistics:
-                cell.calibration = _empty_calibration(dev)
+            cell.state = measures.empty_states(kept, loaded.num_classes, len(cell.pairs), dev)
 
         views = [CellView(c.pairs[rank::world], c.corruption, c.severity, seed=seed, backend=backend,
                           cityscapes_c=cityscapes_c if c.natural is None else None) for c in todo]  # fmt: skip
@@ -430,31 +416,23 @@ def evaluate(
         next_final = 0
 
         def finalize(cell: _Cell) -> None:
-            conf = runtime.all_reduce_sum(cell.conf, info)
             images = runtime.all_reduce_sum(torch.tensor(cell.seen, device=dev), info)
-            per_image = runtime.all_reduce_sum(torch.from_numpy(cell.per_image).to(dev), info)
-            per_image = per_image.cpu().numpy()  # ranks fill disjoint rows
-            cal = None
-            if cell.calibration is not None:
-                sums = [runtime.all_reduce_sum(t, info).cpu().numpy() for t in cell.calibration]
-                cal = metrics.Calibration(sums[0].astype(np.int64), sums[1], sums[2].astype(np.int64),
-                                          float(sums[3]), float(sums[4]))  # fmt: skip
+            arrays = measures.state_arrays(kept, measures.reduce_states(cell.state, info))
             saved = cell.saved
             n_saved = min(save_predictions, len(cell.pairs))
             if world > 1 and n_saved:
                 gathered: list = [None] * world
                 torch.distributed.all_gather_object(gathered, saved)
                 saved = [s for part in gathered for s in part]
-            arr = conf.cpu().numpy()
             if rank == 0:
                 if n_saved:
                     saved.sort(key=lambda s: s[0])
                     runs.save_predictions(run_dir, cell.name, [cell.pairs[i].image_id for i, _ in saved],
                                           [p for _, p in saved], digest)  # fmt: skip
-                runs.save_cell(run_dir, cell.name, arr, int(images), digest, per_image=per_image,
-                               calibration=cal, image_ids=[p.image_id for p in cell.pairs])  # fmt: skip
-            finished[cell.name] = runs.CellRecord(arr, int(images), per_image, cal)
-            cell.done, cell.saved, cell.per_image, cell.calibration = True, [], None, None
+                runs.write_cell(run_dir, cell.name, arrays, int(images), digest,
+                                image_ids=[p.image_id for p in cell.pairs])  # fmt: skip
+            finished[cell.name] = runs.record(arrays, int(images))
+            cell.done, cell.saved, cell.state = True, [], None
 
         try:
             with torch.inference_mode():
@@ -466,18 +444,13 @@ def evaluate(
                         images = np.stack([g[1] for g in group])
                         labels = torch.from_numpy(np.stack([g[2] for g in group])).to(dev)
                         cell = todo[k]
-                        first = cell.pairs[rank + group[0][0] * world].image_id
-                        m = segmenter.measure(images, labels, what=f"{cell.name}, {first}",
-                                              calibration=statistics)  # fmt: skip
-                        cell.conf += m.confusion.sum(0)
+                        rows = [rank + g[0] * world for g in group]  # indices in the whole split
+                        what = f"{cell.name}, {cell.pairs[rows[0]].image_id}"
+                        b = segmenter.batch(images, labels, torch.tensor(rows, device=dev), what)
+                        for measure in kept:
+                            measure.update(cell.state[measure.name], b)
                         cell.seen += len(group)
-                        counts = metrics.per_image_counts(m.confusion.cpu().numpy())
-                        if m.calibration is not None:
-                            for total, part in zip(cell.calibration, m.calibration, strict=True):
-                                total += part
-                        for (i, _, _), p, c in zip(group, m.pred, counts, strict=True):
-                            j = rank + i * world  # the image's index in the whole split
-                            cell.per_image[j] = c
+                        for j, p in zip(rows, b.pred, strict=True):
                             if j < save_predictions:
                                 cell.saved.append((j, p.to(torch.uint8).cpu().numpy()))
                         bar.update(len(group) * world)

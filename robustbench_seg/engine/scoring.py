@@ -24,7 +24,7 @@ from robustbench_seg.models.registry import Preprocessing
 from robustbench_seg.sizes import hw
 
 __all__ = [
-    "Measurement", "Segmenter", "calibration_sums", "calibration_sums_torch", "per_image_confusion",
+    "Batch", "Measurement", "Segmenter", "calibration_sums", "calibration_sums_torch", "per_image_confusion",
     "score_pairs",
 ]  # fmt: skip
 
@@ -88,6 +88,34 @@ class Measurement:
     confusion: torch.Tensor
     pred: torch.Tensor
     calibration: tuple[torch.Tensor, ...] | None
+
+
+@dataclass
+class Batch:
+    """A scored batch, on the device, as the per-cell measures see it
+    (``robustbench_seg.results.measures``): logits ``(N, K, h, w)`` float32 at label size,
+    their maximum ``top`` and its index ``pred``, the labels ``(N, h, w)`` and each image's row
+    ``index`` in its cell."""
+
+    logits: torch.Tensor
+    top: torch.Tensor
+    pred: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+    k: int
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """The pixels whose label is a class (not ignored)."""
+        return (self.labels >= 0) & (self.labels < self.k)
+
+    def confusion(self) -> torch.Tensor:
+        """Per-image confusion matrices ``(N, K, K)`` (:func:`per_image_confusion`)."""
+        return per_image_confusion(self.labels, self.pred, self.k)
+
+    def calibration(self) -> tuple[torch.Tensor, ...]:
+        """The calibration sums (:func:`calibration_sums`); overwrites ``logits``."""
+        return calibration_sums(self.logits, self.top, self.pred, self.labels, self.k)
 
 
 def per_image_confusion(labels: torch.Tensor, pred: torch.Tensor, k: int) -> torch.Tensor:
@@ -262,6 +290,21 @@ class Segmenter:
             confusion = per_image_confusion(labels, pred, k)
             cal = calibration_sums(logits, top, pred, labels, k) if calibration else None
         return Measurement(confusion, pred, cal)
+
+    def batch(
+        self, images: np.ndarray, labels: torch.Tensor, index: torch.Tensor, what: str = "a batch"
+    ) -> Batch:
+        """A batch's logits at label size and their argmax, for the per-cell measures.
+
+        Args:
+            images: ``(N, H, W, 3)`` uint8 RGB.
+            labels: ``(N, h, w)`` trainIds on the device (255: ignored).
+            index: Each image's row in its cell, on the device.
+            what: Names the batch in errors (cell and image).
+        """
+        logits = self.logits(images, labels.shape[-2:], what)
+        top, pred = logits.max(1)
+        return Batch(logits, top, pred, labels, index, self.num_classes)
 
     def score(
         self, images: np.ndarray, labels: torch.Tensor, what: str = "a batch"
