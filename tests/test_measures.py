@@ -4,6 +4,7 @@ survives a resume and agrees between 1 and 2 gloo processes, with no other file 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -67,8 +68,14 @@ def city(tmp_path):
 
 
 def _run(city, out, **kw):
-    return evaluate(MODEL, cityscapes_root=city, corruptions="fog,shot_noise", severities="2",
-                    out=out, **{**FAST, **kw})  # fmt: skip
+    return evaluate(
+        MODEL,
+        cityscapes_root=city,
+        corruptions="fog,shot_noise",
+        severities="2",
+        out=out,
+        **{**FAST, **kw},
+    )
 
 
 def _files(run: Path) -> dict[str, bytes]:
@@ -79,9 +86,19 @@ def _files(run: Path) -> dict[str, bytes]:
 def test_a_registered_measure_reaches_the_cell_files_and_results(city, tmp_path, toy):
     results = _run(city, tmp_path / "run")
     with np.load(tmp_path / "run" / "cells" / "clean.npz") as z:
-        assert z.files == ["confusion", "images", "config", "ids", "per_image", "cal_count",
-                           "cal_confidence", "cal_correct", "cal_sums", "max_prob_sum",
-                           "max_prob_pixels"]  # fmt: skip
+        assert z.files == [
+            "confusion",
+            "images",
+            "config",
+            "ids",
+            "per_image",
+            "cal_count",
+            "cal_confidence",
+            "cal_correct",
+            "cal_sums",
+            "max_prob_sum",
+            "max_prob_pixels",
+        ]
         assert z["max_prob_sum"].dtype == np.float64 and z["max_prob_sum"].shape == ()
         assert z["max_prob_pixels"].dtype == np.int64
         assert int(z["max_prob_pixels"]) == int(z["confusion"].sum())  # the non-ignored pixels
@@ -89,8 +106,15 @@ def test_a_registered_measure_reaches_the_cell_files_and_results(city, tmp_path,
         value = float(z["max_prob_sum"]) / counted
     # the same mean from the model's logits, image by image, outside the engine
     loaded = load(MODEL, "default", dataset_classes=19)
-    seg = Segmenter(loaded.module, loaded.preprocessing, torch.device("cpu"),
-                    num_outputs=loaded.num_outputs, mode="slide", crop=64, stride=48)  # fmt: skip
+    seg = Segmenter(
+        loaded.module,
+        loaded.preprocessing,
+        torch.device("cpu"),
+        num_outputs=loaded.num_outputs,
+        mode="slide",
+        crop=64,
+        stride=48,
+    )
     total, pixels = 0.0, 0
     for pair in list_pairs(city, "val"):
         image = read_rgb(pair.image.path)
@@ -114,8 +138,17 @@ def test_a_registered_measure_reaches_the_cell_files_and_results(city, tmp_path,
 def test_without_the_measure_the_files_are_as_before(city, tmp_path):
     _run(city, tmp_path / "run")
     with np.load(tmp_path / "run" / "cells" / "clean.npz") as z:
-        assert z.files == ["confusion", "images", "config", "ids", "per_image", "cal_count",
-                           "cal_confidence", "cal_correct", "cal_sums"]  # fmt: skip
+        assert z.files == [
+            "confusion",
+            "images",
+            "config",
+            "ids",
+            "per_image",
+            "cal_count",
+            "cal_confidence",
+            "cal_correct",
+            "cal_sums",
+        ]
     assert "max_prob" not in pd.read_csv(tmp_path / "run" / "results.csv").columns
 
 
@@ -158,6 +191,12 @@ evaluate(MODEL, cityscapes_root={city!r}, corruptions="fog,shot_noise", severiti
 """
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_two_gloo_ranks_equal_one(city, tmp_path, toy):
     one = tmp_path / "one"
@@ -165,8 +204,16 @@ def test_two_gloo_ranks_equal_one(city, tmp_path, toy):
     two = tmp_path / "two"
     script = tmp_path / "two.py"
     script.write_text(TORCHRUN.format(repo=str(REPO), city=str(city), out=str(two)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", "29523", str(script)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        str(script),
+    ]
     env = {**os.environ, "ROBUSTSEG_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -13,7 +13,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,7 +38,10 @@ from robustbench_seg.results import measures
 from robustbench_seg.results.cells import cell_name
 from robustbench_seg.sizes import format_size, hw, size_value
 
-__all__ = ["DEFAULT_SAVED_PREDICTIONS", "EvalConfig", "evaluate"]
+__all__ = [
+    "DEFAULT_SAVED_PREDICTIONS", "CellOptions", "DataOptions", "EvalConfig", "InferenceOptions",
+    "OutputOptions", "evaluate",
+]  # fmt: skip
 
 _VERSIONED = ("robustseg", "torch", "numpy", "opencv-python-headless", "imagecorruptions-imaug")
 # Predicted maps kept per cell by default: what the report's qualitative grid shows (demo: 3).
@@ -205,6 +208,419 @@ def _check_settings(precision: str, dev: torch.device, inference: str, batch_siz
         raise RobustSegError(f"--save-predictions must be >= 0, got {save_predictions}")
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """Which images: the dataset, its root and split, a generated tree, natural sets."""
+
+    dataset: str = "cityscapes"
+    data_root: str | os.PathLike | None = None
+    cityscapes_root: str | os.PathLike | None = None
+    split: str | None = None
+    cityscapes_c: str | os.PathLike | None = None
+    limit: int | None = None
+    natural: Sequence[str] = ()
+    seed: int | None = None
+    backend: str | None = None
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """Which cells: the clean one and the protocol's corruptions and severities."""
+
+    corruptions: str | Sequence[str] = "benchmark"
+    severities: str | Sequence[int] = "protocol"
+    clean: bool = True
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How the model runs: inference mode, windows, batch, workers, device, precision."""
+
+    inference: str = "auto"
+    crop: int | Sequence[int] = 1024
+    stride: int | Sequence[int] = 768
+    batch_size: int = 2
+    workers: int | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What is written: the run folder, saved predictions, progress, statistics."""
+
+    out: str | os.PathLike | None = None
+    overwrite: bool = False
+    save_predictions: int = DEFAULT_SAVED_PREDICTIONS
+    progress: bool = True
+    statistics: bool = True
+
+
+@dataclass
+class _Inputs:
+    """The checked inputs: the dataset's images (with their sha256s), natural sets, protocol."""
+
+    data: Dataset
+    root: Path
+    split: str
+    pairs: list
+    class_names: list[str]
+    naturals: list[NaturalSet]
+    protocol: object
+    digests: dict[str, str]
+    natural_digests: list[dict[str, str]]
+    seed: int
+    backend: str
+
+
+def _check_options(model, weights, run: InferenceOptions, output: OutputOptions) -> None:
+    """What the options alone can refuse, before anything is read."""
+    if is_hf_spec(model) and weights != "default":
+        raise RobustSegError(
+            f"--weights {weights or 'none'} does not apply: {model} brings its own weights "
+            "(pick them with @REVISION); drop --weights"
+        )
+    if isinstance(model, str) and not is_custom_spec(model) and not is_hf_spec(model):
+        get_model_entry(model)  # an unknown name fails before anything else is looked at
+    dev = runtime.resolve_device(run.device)
+    _check_settings(
+        run.precision,
+        dev,
+        run.inference,
+        run.batch_size,
+        run.crop,
+        run.stride,
+        output.save_predictions,
+    )
+    runtime.check_workers(run.workers, runtime.default_workers())  # before the run folder exists
+
+
+def _read_inputs(d: DataOptions, c: CellOptions, show: bool) -> _Inputs:
+    """The dataset, the natural sets and the protocol, every image header and label map
+    checked (each image's sha256 from the same read) and a generated tree's seed/backend."""
+    data = get_dataset(d.dataset)
+    if data.conditions:
+        raise RobustSegError(
+            f"{data.name} is a natural-shift set: evaluate it next to its source dataset, e.g. "
+            f"--dataset cityscapes --natural {data.name}=DIR"
+        )
+    root = data.root_from_options(d.data_root, d.cityscapes_root)
+    split = d.split or data.default_split
+    pairs = data.pairs(root, split)
+    class_names = data.classes(root)
+    if d.limit is not None:
+        if d.limit < 1:
+            raise RobustSegError(f"--limit must be >= 1, got {d.limit}")
+        pairs = pairs[: d.limit]
+    naturals = _natural_sets(d.natural, data, root, class_names, d.limit)
+    protocol = make_protocol(c.corruptions, c.severities) if c.corruptions else None
+    digests: dict[str, str] = {}
+    check_pairs(pairs, progress=show, digests=digests)
+    natural_digests = [{} for _ in naturals]  # one per set: two roots may share relative paths
+    for n, dig in zip(naturals, natural_digests, strict=True):
+        check_pairs(n.pairs, progress=show, digests=dig)
+    seed, backend = d.seed, d.backend
+    if d.cityscapes_c is not None:
+        meta = check_tree(
+            d.cityscapes_c,
+            pairs,
+            protocol.variants() if protocol else [],
+            split=split,
+            root=root,
+            progress=show,
+            dataset=data.name,
+            digests=digests,
+        )
+        for option, given, made in (
+            ("--seed", seed, int(meta["seed"])),
+            ("--backend", backend, str(meta["backend"])),
+        ):
+            if given is not None and given != made:
+                raise RobustSegError(
+                    f"{option} {given} does not apply: {d.cityscapes_c} was made with {option} "
+                    f"{made}, and its images are used as they are; drop {option}"
+                )
+        seed, backend = int(meta["seed"]), str(meta["backend"])
+    return _Inputs(
+        data,
+        root,
+        split,
+        pairs,
+        class_names,
+        naturals,
+        protocol,
+        digests,
+        natural_digests,
+        0 if seed is None else int(seed),
+        "fast" if backend is None else backend,
+    )
+
+
+def _plan(
+    model, loaded, inp: _Inputs, d: DataOptions, c: CellOptions, run: InferenceOptions
+) -> tuple[EvalConfig, list[_Cell]]:
+    """The run's configuration (hashed for resume) and its cells, in order."""
+    specs: list[tuple[str | None, int | None]] = [(None, None)] if c.clean else []
+    if inp.protocol is not None:
+        specs += inp.protocol.variants()
+    if not specs and not inp.naturals:
+        raise RobustSegError("nothing to evaluate: no clean cell, no corruptions, no --natural")
+    image_ids = [p.image_id for p in inp.pairs]
+    image_shas = [inp.digests[p.image.rel_path] for p in inp.pairs]
+    config = EvalConfig(
+        model=loaded.name,
+        weights=loaded.weights,
+        weights_sha256=loaded.weights_sha256,
+        num_classes=loaded.num_classes,
+        cityscapes_root=str(inp.root.resolve()),
+        split=inp.split,
+        images_sha256=images_sha256(inp.pairs),
+        num_images=len(inp.pairs),
+        cells=[cell_name(a, s) for a, s in specs] + [n.cell for n in inp.naturals],
+        seed=inp.seed,
+        backend=inp.backend,
+        cityscapes_c=str(Path(d.cityscapes_c).resolve()) if d.cityscapes_c else None,
+        inference=run.inference,
+        crop=size_value(run.crop),
+        stride=size_value(run.stride),
+        precision=run.precision,
+        contract=_contract(
+            loaded.preprocessing,
+            loaded.num_outputs,
+            loaded.module,
+            is_hf_spec(model),
+            inp.class_names,
+        ),
+        images_content_sha256=runs.content_sha256(image_ids, image_shas),
+        dataset=inp.data.name,
+        natural=[
+            _natural_config(n, g) for n, g in zip(inp.naturals, inp.natural_digests, strict=True)
+        ],
+    )
+    cells = [_Cell(cell_name(a, s), a, s, inp.pairs) for a, s in specs]
+    cells += [_Cell(n.cell, None, None, n.pairs, n) for n in inp.naturals]
+    return config, cells
+
+
+def _run_info(
+    config: EvalConfig,
+    inp: _Inputs,
+    run: InferenceOptions,
+    output: OutputOptions,
+    info: runtime.DistInfo,
+    started: datetime,
+) -> runs.RunInfo:
+    """The run's record (``run.json``)."""
+    dev = info.device
+    return runs.RunInfo(
+        config=config.__dict__,
+        config_hash=config.digest(),
+        settings={
+            "batch_size": run.batch_size,
+            "workers": run.workers,
+            "device": str(dev),
+            "world_size": info.world_size,
+            "save_predictions": output.save_predictions,
+        },
+        versions=package_versions(_VERSIONED),
+        device=torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor() or platform.machine(),
+        started=started.isoformat(timespec="seconds"),
+        image_ids=tuple(p.image_id for p in inp.pairs),
+        image_sha256=tuple(inp.digests[p.image.rel_path] for p in inp.pairs),
+        class_names=tuple(inp.class_names),
+        natural_image_ids={n.cell: tuple(p.image_id for p in n.pairs) for n in inp.naturals},
+    )
+
+
+def _resume(
+    cells: Sequence[_Cell], run_dir: Path, digest: str, kept: Sequence[measures.Measure]
+) -> dict[str, runs.CellRecord]:
+    """The finished cells of this configuration (marked done); a cell lacking a measure's
+    arrays (one from before it was kept) is evaluated again."""
+    finished: dict[str, runs.CellRecord] = {}
+    for cell in cells:
+        done = runs.load_cell(run_dir, cell.name, digest)
+        if (
+            done is not None
+            and done.images == len(cell.pairs)
+            and measures.has_arrays(kept, done.arrays)
+        ):
+            cell.done = True
+            finished[cell.name] = done
+    return finished
+
+
+@dataclass
+class _Runner:
+    """Runs the loader over the cells still to do, updates their measures and writes each
+    cell when it is complete (reduced over ``torchrun`` ranks; rank 0 writes)."""
+
+    segmenter: Segmenter
+    info: runtime.DistInfo
+    run_dir: Path
+    digest: str
+    kept: list[measures.Measure]
+    save_predictions: int
+    finished: dict[str, runs.CellRecord]
+
+    def run(
+        self,
+        todo: list[_Cell],
+        inp: _Inputs,
+        d: DataOptions,
+        run: InferenceOptions,
+        loaded,
+        progress: bool,
+    ) -> None:
+        for cell in todo:
+            cell.state = measures.empty_states(
+                self.kept, loaded.num_classes, len(cell.pairs), self.info.device
+            )
+        bar = Progress(
+            sum(len(cell.pairs) for cell in todo),
+            f"evaluate {loaded.name}",
+            unit="img",
+            enabled=progress and self.info.rank == 0,
+        )
+        try:
+            self._loop(todo, inp, d, run, bar)
+        finally:
+            bar.close()
+
+    def _loop(
+        self, todo: list[_Cell], inp: _Inputs, d: DataOptions, run: InferenceOptions, bar: Progress
+    ) -> None:
+        """The loader over the cells' images; each cell written as soon as it is complete."""
+        rank, world = self.info.rank, self.info.world_size
+        views = [
+            CellView(
+                c.pairs[rank::world],
+                c.corruption,
+                c.severity,
+                seed=inp.seed,
+                backend=inp.backend,
+                cityscapes_c=d.cityscapes_c if c.natural is None else None,
+            )
+            for c in todo
+        ]
+        items = _Items(views)
+        per_batch = (
+            run.batch_size if run.inference == "whole" else 1
+        )  # auto may slide: one at a time
+        loader = runtime.data_loader(
+            items,
+            workers=run.workers,
+            collate_fn=_collate,
+            prefetch_factor=4,
+            batch_sampler=items.batches(per_batch),
+        )
+        next_final = 0
+        with torch.inference_mode():
+            for batch in loader:
+                groups: dict[tuple, list] = {}
+                for k, i, image, label in batch:
+                    groups.setdefault((k, image.shape), []).append((i, image, label))
+                for (k, _shape), group in groups.items():
+                    self._measure(todo[k], group)
+                    bar.update(len(group) * world)
+                    bar.set_postfix_str(todo[k].name, refresh=False)
+                while next_final < len(todo) and todo[next_final].seen == len(views[next_final]):
+                    self._finalize(todo[next_final])
+                    next_final += 1
+        while next_final < len(todo):  # a rank with no images still joins every all-reduce
+            self._finalize(todo[next_final])
+            next_final += 1
+
+    def _measure(self, cell: _Cell, group: list) -> None:
+        """Updates a cell's measures with one batch of its images."""
+        dev, rank, world = self.info.device, self.info.rank, self.info.world_size
+        images = np.stack([g[1] for g in group])
+        labels = torch.from_numpy(np.stack([g[2] for g in group])).to(dev)
+        rows = [rank + g[0] * world for g in group]  # indices in the whole split
+        what = f"{cell.name}, {cell.pairs[rows[0]].image_id}"
+        b = self.segmenter.batch(images, labels, torch.tensor(rows, device=dev), what)
+        for measure in self.kept:
+            measure.update(cell.state[measure.name], b)
+        cell.seen += len(group)
+        for j, p in zip(rows, b.pred, strict=True):
+            if j < self.save_predictions:
+                cell.saved.append((j, p.to(torch.uint8).cpu().numpy()))
+
+    def _finalize(self, cell: _Cell) -> None:
+        """Reduces a complete cell over the ranks and writes it (rank 0)."""
+        info = self.info
+        images = runtime.all_reduce_sum(torch.tensor(cell.seen, device=info.device), info)
+        arrays = measures.state_arrays(self.kept, measures.reduce_states(cell.state, info))
+        saved = cell.saved
+        n_saved = min(self.save_predictions, len(cell.pairs))
+        if info.world_size > 1 and n_saved:
+            gathered: list = [None] * info.world_size
+            torch.distributed.all_gather_object(gathered, saved)
+            saved = [s for part in gathered for s in part]
+        if info.rank == 0:
+            if n_saved:
+                saved.sort(key=lambda s: s[0])
+                runs.save_predictions(
+                    self.run_dir,
+                    cell.name,
+                    [cell.pairs[i].image_id for i, _ in saved],
+                    [p for _, p in saved],
+                    self.digest,
+                )
+            runs.write_cell(
+                self.run_dir,
+                cell.name,
+                arrays,
+                int(images),
+                self.digest,
+                image_ids=[p.image_id for p in cell.pairs],
+            )
+        self.finished[cell.name] = runs.record(arrays, int(images))
+        cell.done, cell.saved, cell.state = True, [], None
+
+
+def _segmenter(loaded, run: InferenceOptions, info: runtime.DistInfo) -> Segmenter:
+    """The loaded model with its contract and inference settings, on the run's device."""
+    return Segmenter(
+        loaded.module,
+        loaded.preprocessing,
+        info.device,
+        num_outputs=loaded.num_outputs,
+        mode=run.inference,
+        crop=run.crop,
+        stride=run.stride,
+        batch_size=run.batch_size,
+        precision=run.precision,
+    )
+
+
+def _finish(run_dir: Path, run_info: runs.RunInfo, results, stats, started: datetime) -> None:
+    """Writes the tables and the run's finish time (rank 0)."""
+    runs.write_tables(run_dir, results, stats)
+    finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    seconds = time.time() - started.timestamp()
+    runs.write_run_info(
+        run_dir, dataclasses.replace(run_info, finished=finished_at, seconds=seconds)
+    )
+
+
+def _tables(
+    name: str, cells: Sequence[_Cell], finished: Mapping[str, runs.CellRecord], inp: _Inputs
+):
+    """The run's statistics and tidy results from its finished cells."""
+    ordered = {c.name: finished[c.name] for c in cells}
+    stats = runs.RunStatistics.from_records(
+        ordered,
+        [p.image_id for p in inp.pairs],
+        images_sha256(inp.pairs),
+        natural={n.cell: [p.image_id for p in n.pairs] for n in inp.naturals},
+    )
+    intervals = {c: v[1:] for c, v in stats.cell_intervals().items()} if stats else None
+    return stats, runs.results_frame(name, ordered, inp.class_names, intervals=intervals)
+
+
 def evaluate(
     model: str | nn.Module,
     *,
@@ -285,199 +701,52 @@ def evaluate(
         The tidy results (pandas DataFrame, one row per cell and class).
     """
     t_start = datetime.now(timezone.utc)
-    if is_hf_spec(model) and weights != "default":
-        raise RobustSegError(
-            f"--weights {weights or 'none'} does not apply: {model} brings its own weights "
-            "(pick them with @REVISION); drop --weights"
-        )
-    if isinstance(model, str) and not is_custom_spec(model) and not is_hf_spec(model):
-        get_model_entry(model)  # an unknown name fails before anything else is looked at
-    dev = runtime.resolve_device(device)
-    _check_settings(precision, dev, inference, batch_size, crop, stride, save_predictions)
-    runtime.check_workers(workers, runtime.default_workers())  # before the run folder exists
-    data = get_dataset(dataset)
-    if data.conditions:
-        raise RobustSegError(
-            f"{data.name} is a natural-shift set: evaluate it next to its source dataset, e.g. "
-            f"--dataset cityscapes --natural {data.name}=DIR"
-        )
-    root = data.root_from_options(data_root, cityscapes_root)
-    split = split or data.default_split
-    pairs = data.pairs(root, split)
-    class_names = data.classes(root)
-    if limit is not None:
-        if limit < 1:
-            raise RobustSegError(f"--limit must be >= 1, got {limit}")
-        pairs = pairs[:limit]
-    naturals = _natural_sets(natural, data, root, class_names, limit)
-    protocol = make_protocol(corruptions, severities) if corruptions else None
+    d = DataOptions(
+        dataset,
+        data_root,
+        cityscapes_root,
+        split,
+        cityscapes_c,
+        limit,
+        tuple(natural),
+        seed,
+        backend,
+    )
+    c = CellOptions(corruptions, severities, clean)
+    run = InferenceOptions(inference, crop, stride, batch_size, workers, device, precision)
+    output = OutputOptions(out, overwrite, save_predictions, progress, statistics)
+    _check_options(model, weights, run, output)
     show = progress and os.environ.get("RANK", "0") == "0"  # before the process group
-    # every image header and label map, before any work; each image's sha256 from the same read
-    digests: dict[str, str] = {}
-    check_pairs(pairs, progress=show, digests=digests)
-    natural_digests = [{} for _ in naturals]  # one per set: two roots may share relative paths
-    for n, d in zip(naturals, natural_digests, strict=True):
-        check_pairs(n.pairs, progress=show, digests=d)
-    if cityscapes_c is not None:
-        meta = check_tree(cityscapes_c, pairs, protocol.variants() if protocol else [],
-                          split=split, root=root, progress=show, dataset=data.name,
-                          digests=digests)  # fmt: skip
-        for option, given, made in (("--seed", seed, int(meta["seed"])),
-                                    ("--backend", backend, str(meta["backend"]))):  # fmt: skip
-            if given is not None and given != made:
-                raise RobustSegError(
-                    f"{option} {given} does not apply: {cityscapes_c} was made with {option} "
-                    f"{made}, and its images are used as they are; drop {option}"
-                )
-        seed, backend = int(meta["seed"]), str(meta["backend"])
-    seed = 0 if seed is None else int(seed)
-    backend = "fast" if backend is None else backend
+    inp = _read_inputs(d, c, show)
     info = runtime.init_distributed(device)
-    dev, rank, world = info.device, info.rank, info.world_size
-
-    loaded = load(model, weights, num_classes=num_classes, preprocessing=preprocessing,
-                  dataset_classes=len(class_names), dataset_class_names=class_names,
-                  class_map=class_map)  # fmt: skip
-    segmenter = Segmenter(loaded.module, loaded.preprocessing, dev, num_outputs=loaded.num_outputs,
-                          mode=inference, crop=crop, stride=stride, batch_size=batch_size,
-                          precision=precision)  # fmt: skip
-
-    cell_specs: list[tuple[str | None, int | None]] = [(None, None)] if clean else []
-    if protocol is not None:
-        cell_specs += protocol.variants()
-    if not cell_specs and not naturals:
-        raise RobustSegError("nothing to evaluate: no clean cell, no corruptions, no --natural")
-    images_sha = images_sha256(pairs)
-    image_ids = [p.image_id for p in pairs]
-    image_shas = [digests[p.image.rel_path] for p in pairs]
-    config = EvalConfig(
-        model=loaded.name, weights=loaded.weights, weights_sha256=loaded.weights_sha256,
-        num_classes=loaded.num_classes, cityscapes_root=str(root.resolve()), split=split,
-        images_sha256=images_sha, num_images=len(pairs),
-        cells=[cell_name(c, s) for c, s in cell_specs] + [n.cell for n in naturals],
-        seed=seed, backend=backend, cityscapes_c=str(Path(cityscapes_c).resolve()) if cityscapes_c else None,
-        inference=inference, crop=size_value(crop), stride=size_value(stride), precision=precision,
-        contract=_contract(loaded.preprocessing, loaded.num_outputs, loaded.module,
-                           is_hf_spec(model), class_names),
-        images_content_sha256=runs.content_sha256(image_ids, image_shas),
-        dataset=data.name,
-        natural=[_natural_config(n, d) for n, d in zip(naturals, natural_digests, strict=True)],
-    )  # fmt: skip
+    loaded = load(
+        model,
+        weights,
+        num_classes=num_classes,
+        preprocessing=preprocessing,
+        dataset_classes=len(inp.class_names),
+        dataset_class_names=inp.class_names,
+        class_map=class_map,
+    )
+    segmenter = _segmenter(loaded, run, info)
+    config, cells = _plan(model, loaded, inp, d, c, run)
     digest = config.digest()
-
-    tmpdir = None
-    if out is None:
-        tmpdir = tempfile.TemporaryDirectory(prefix="robustseg-run-")
-        out = tmpdir.name
-    run_dir = Path(out)
-    lock = runs.claim_run_dir(run_dir) if rank == 0 else None
+    tmpdir = tempfile.TemporaryDirectory(prefix="robustseg-run-") if out is None else None
+    run_dir = Path(tmpdir.name if tmpdir is not None else out)
+    lock = runs.claim_run_dir(run_dir) if info.rank == 0 else None
     try:
-        if rank == 0:
-            run_info = runs.RunInfo(
-                config=config.__dict__, config_hash=digest, settings={
-                    "batch_size": batch_size, "workers": workers, "device": str(dev), "world_size": world,
-                    "save_predictions": save_predictions,
-                }, versions=package_versions(_VERSIONED), device=torch.cuda.get_device_name(dev)
-                if dev.type == "cuda" else platform.processor() or platform.machine(),
-                started=t_start.isoformat(timespec="seconds"),
-                image_ids=tuple(image_ids), image_sha256=tuple(image_shas), class_names=tuple(class_names),
-                natural_image_ids={n.cell: tuple(p.image_id for p in n.pairs) for n in naturals},
-            )  # fmt: skip
+        if info.rank == 0:
+            run_info = _run_info(config, inp, run, output, info, t_start)
             runs.prepare_run_dir(run_dir, digest, overwrite=overwrite, info=run_info)
             runs.write_run_info(run_dir, run_info)
         runtime.barrier(info)
-
-        cells = [_Cell(cell_name(c, s), c, s, pairs) for c, s in cell_specs]
-        cells += [_Cell(n.cell, None, None, n.pairs, n) for n in naturals]
-        finished: dict[str, runs.CellRecord] = {}
         kept = measures.active(statistics)
-        for cell in cells:
-            done = runs.load_cell(run_dir, cell.name, digest)
-            # a cell lacking a measure's arrays (one from before it was kept) is evaluated again
-            if (
-                done is not None
-                and done.images == len(cell.pairs)
-                and measures.has_arrays(kept, done.arrays)
-            ):
-                cell.done = True
-                finished[cell.name] = done
-        todo = [c for c in cells if not c.done]
-        for cell in todo:
-            cell.state = measures.empty_states(kept, loaded.num_classes, len(cell.pairs), dev)
-
-        views = [CellView(c.pairs[rank::world], c.corruption, c.severity, seed=seed, backend=backend,
-                          cityscapes_c=cityscapes_c if c.natural is None else None) for c in todo]  # fmt: skip
-        items = _Items(views)
-        per_batch = batch_size if inference == "whole" else 1  # auto may slide: one at a time
-        loader = runtime.data_loader(items, workers=workers, collate_fn=_collate, prefetch_factor=4,
-                                     batch_sampler=items.batches(per_batch))  # fmt: skip
-        bar = Progress(sum(len(c.pairs) for c in todo), f"evaluate {loaded.name}", unit="img",
-                       enabled=progress and rank == 0)  # fmt: skip
-        next_final = 0
-
-        def finalize(cell: _Cell) -> None:
-            images = runtime.all_reduce_sum(torch.tensor(cell.seen, device=dev), info)
-            arrays = measures.state_arrays(kept, measures.reduce_states(cell.state, info))
-            saved = cell.saved
-            n_saved = min(save_predictions, len(cell.pairs))
-            if world > 1 and n_saved:
-                gathered: list = [None] * world
-                torch.distributed.all_gather_object(gathered, saved)
-                saved = [s for part in gathered for s in part]
-            if rank == 0:
-                if n_saved:
-                    saved.sort(key=lambda s: s[0])
-                    runs.save_predictions(run_dir, cell.name, [cell.pairs[i].image_id for i, _ in saved],
-                                          [p for _, p in saved], digest)  # fmt: skip
-                runs.write_cell(run_dir, cell.name, arrays, int(images), digest,
-                                image_ids=[p.image_id for p in cell.pairs])  # fmt: skip
-            finished[cell.name] = runs.record(arrays, int(images))
-            cell.done, cell.saved, cell.state = True, [], None
-
-        try:
-            with torch.inference_mode():
-                for batch in loader:
-                    groups: dict[tuple, list] = {}
-                    for k, i, image, label in batch:
-                        groups.setdefault((k, image.shape), []).append((i, image, label))
-                    for (k, _shape), group in groups.items():
-                        images = np.stack([g[1] for g in group])
-                        labels = torch.from_numpy(np.stack([g[2] for g in group])).to(dev)
-                        cell = todo[k]
-                        rows = [rank + g[0] * world for g in group]  # indices in the whole split
-                        what = f"{cell.name}, {cell.pairs[rows[0]].image_id}"
-                        b = segmenter.batch(images, labels, torch.tensor(rows, device=dev), what)
-                        for measure in kept:
-                            measure.update(cell.state[measure.name], b)
-                        cell.seen += len(group)
-                        for j, p in zip(rows, b.pred, strict=True):
-                            if j < save_predictions:
-                                cell.saved.append((j, p.to(torch.uint8).cpu().numpy()))
-                        bar.update(len(group) * world)
-                        bar.set_postfix_str(cell.name, refresh=False)
-                    while next_final < len(todo) and todo[next_final].seen == len(
-                        views[next_final]
-                    ):
-                        finalize(todo[next_final])
-                        next_final += 1
-            while next_final < len(todo):  # a rank with no images still joins every all-reduce
-                finalize(todo[next_final])
-                next_final += 1
-        finally:
-            bar.close()
-
-        ordered = {c.name: finished[c.name] for c in cells}
-        stats = runs.RunStatistics.from_records(
-            ordered, image_ids, images_sha,
-            natural={n.cell: [p.image_id for p in n.pairs] for n in naturals},
-        )  # fmt: skip
-        intervals = {c: v[1:] for c, v in stats.cell_intervals().items()} if stats else None
-        results = runs.results_frame(loaded.name, ordered, class_names, intervals=intervals)
-        if rank == 0:
-            runs.write_tables(run_dir, results, stats)
-            finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            runs.write_run_info(run_dir, dataclasses.replace(
-                run_info, finished=finished_at, seconds=time.time() - t_start.timestamp()))  # fmt: skip
+        finished = _resume(cells, run_dir, digest, kept)
+        runner = _Runner(segmenter, info, run_dir, digest, kept, save_predictions, finished)
+        runner.run([cell for cell in cells if not cell.done], inp, d, run, loaded, progress)
+        stats, results = _tables(loaded.name, cells, finished, inp)
+        if info.rank == 0:
+            _finish(run_dir, run_info, results, stats, t_start)
     finally:
         if lock is not None:
             lock.release()

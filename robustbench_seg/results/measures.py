@@ -23,9 +23,19 @@ import torch
 from robustbench_seg import metrics, runtime
 
 __all__ = [
-    "MEASURES", "Batch", "CalibrationMeasure", "ConfusionMeasure", "Measure", "State", "active",
-    "empty_states", "reduce_states", "register", "state_arrays", "unregister",
-]  # fmt: skip
+    "MEASURES",
+    "Batch",
+    "CalibrationMeasure",
+    "ConfusionMeasure",
+    "Measure",
+    "State",
+    "active",
+    "empty_states",
+    "reduce_states",
+    "register",
+    "state_arrays",
+    "unregister",
+]
 
 
 @dataclass(frozen=True)
@@ -107,8 +117,10 @@ class ConfusionMeasure(Measure):
     """The confusion matrix (int64, rows ground truth) and each image's TP/FP/FN per class."""
 
     name = "confusion"
-    states = (State("confusion", ("K", "K"), torch.int64),
-              State("per_image", ("N", "K", 3), torch.int64))  # fmt: skip
+    states = (
+        State("confusion", ("K", "K"), torch.int64),
+        State("per_image", ("N", "K", 3), torch.int64),
+    )
 
     def update(self, state: dict[str, torch.Tensor], batch: Batch) -> None:
         conf = batch.confusion()
@@ -124,8 +136,12 @@ class CalibrationMeasure(Measure):
 
     name = "calibration"
     n = metrics.CALIBRATION_SLOTS
-    states = (State("cal_count", (n,), torch.int64), State("cal_confidence", (n,), torch.float64),
-              State("cal_correct", (n,), torch.int64), State("cal_sums", (2,), torch.float64))  # fmt: skip
+    states = (
+        State("cal_count", (n,), torch.int64),
+        State("cal_confidence", (n,), torch.float64),
+        State("cal_correct", (n,), torch.int64),
+        State("cal_sums", (2,), torch.float64),
+    )
     statistics = True
     overwrites_logits = True
 
@@ -165,22 +181,25 @@ def active(statistics: bool = True) -> list[Measure]:
     return sorted(kept, key=lambda m: m.overwrites_logits)
 
 
-def empty_states(measures: Sequence[Measure], classes: int, images: int,
-                 device: torch.device) -> dict[str, dict[str, torch.Tensor]]:  # fmt: skip
+def empty_states(
+    measures: Sequence[Measure], classes: int, images: int, device: torch.device
+) -> dict[str, dict[str, torch.Tensor]]:
     """A cell's zero state: measure -> array name -> tensor."""
     return {m.name: {s.name: s.empty(classes, images, device) for s in m.states} for m in measures}
 
 
-def reduce_states(states: Mapping[str, dict[str, torch.Tensor]],
-                  info: runtime.DistInfo) -> dict[str, dict[str, torch.Tensor]]:  # fmt: skip
+def reduce_states(
+    states: Mapping[str, dict[str, torch.Tensor]], info: runtime.DistInfo
+) -> dict[str, dict[str, torch.Tensor]]:
     """Sums every array over ``torchrun`` ranks (per-image rows: each filled by one rank)."""
     return {
         m: {n: runtime.all_reduce_sum(t, info) for n, t in s.items()} for m, s in states.items()
     }
 
 
-def state_arrays(measures: Sequence[Measure],
-                 states: Mapping[str, dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:  # fmt: skip
+def state_arrays(
+    measures: Sequence[Measure], states: Mapping[str, dict[str, torch.Tensor]]
+) -> dict[str, np.ndarray]:
     """The cell file's arrays, in registration order, with their declared dtypes."""
     out: dict[str, np.ndarray] = {}
     for m in MEASURES.values():
