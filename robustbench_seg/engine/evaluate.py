@@ -3,7 +3,12 @@
 The run directory's files are described in ``robustbench_seg.runs``. Re-running with the same
 ``out`` skips finished cells when the configuration hash matches (the configuration includes the
 sha256 of the model's weights, the model contract and the images' content). Under ``torchrun``
-ranks take disjoint image shards and all-reduce the confusion matrices; rank 0 writes.
+ranks take disjoint image shards and all-reduce the measures' states
+(``robustbench_seg.results.measures``); rank 0 writes.
+
+``evaluate`` orchestrates: options (:class:`DataOptions`, :class:`CellOptions`,
+:class:`InferenceOptions`, :class:`OutputOptions`) -> checked inputs -> model -> the cells'
+plan and configuration -> resume -> the loader (:class:`_Runner`) -> tables.
 """
 
 from __future__ import annotations
