@@ -13,6 +13,7 @@ Adding a measure: one class here or in its own module, and one :func:`register` 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -89,7 +90,7 @@ class Batch(Protocol):
     def calibration(self) -> tuple[torch.Tensor, ...]: ...
 
 
-class Measure:
+class Measure(ABC):
     """A per-cell measure: declares :attr:`states` and updates them from a batch.
 
     Attributes:
@@ -104,9 +105,9 @@ class Measure:
     statistics: ClassVar[bool] = False
     overwrites_logits: ClassVar[bool] = False
 
+    @abstractmethod
     def update(self, state: dict[str, torch.Tensor], batch: Batch) -> None:
         """Adds a batch to ``state`` (this measure's arrays, by name), on the device."""
-        raise NotImplementedError
 
     def columns(self, arrays: Mapping[str, np.ndarray]) -> dict[str, float]:
         """The cell's ``results.csv`` columns from its arrays (default: none)."""
