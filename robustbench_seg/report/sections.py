@@ -97,7 +97,23 @@ class Context:
         self.result.warnings.append(message)
 
 
-class Section(ABC):
+class _Part(ABC):
+    """What a report section and a per-run part share: a name, the files they own, whether they
+    apply, and the writing of their files (see :class:`Section`)."""
+
+    name: ClassVar[str]
+    owns: ClassVar[tuple[str, ...]] = ()
+
+    def applies(self, ctx: Context) -> bool:
+        """Whether it is part of this report (default: always)."""
+        return True
+
+    def files(self, ctx: Context) -> list[Path]:
+        """Write its files; return their paths (default: none)."""
+        return []
+
+
+class Section(_Part):
     """One section of a report (subclass it, and list an instance in :data:`SECTIONS`).
 
     Attributes:
@@ -106,17 +122,6 @@ class Section(ABC):
             file the section may write: what an earlier report's section left is removed before
             a report is written anew.
     """
-
-    name: ClassVar[str]
-    owns: ClassVar[tuple[str, ...]] = ()
-
-    def applies(self, ctx: Context) -> bool:
-        """Whether the section is part of this report (default: always)."""
-        return True
-
-    def files(self, ctx: Context) -> list[Path]:
-        """Write the section's files; return their paths (default: none)."""
-        return []
 
     @abstractmethod
     def markdown(self, ctx: Context) -> str:
@@ -127,23 +132,12 @@ class Section(ABC):
         """The section's part of ``index.html`` (after every section's ``files``; "": none)."""
 
 
-class RunPart(ABC):
+class RunPart(_Part):
     """One part of each run's block of the report (list an instance in :data:`RUN_PARTS`).
 
     ``applies``, ``files`` and ``owns`` as for :class:`Section` (``files`` writes the part's
     files of every run); the fragments are per run.
     """
-
-    name: ClassVar[str]
-    owns: ClassVar[tuple[str, ...]] = ()
-
-    def applies(self, ctx: Context) -> bool:
-        """Whether the part is part of this report (default: always)."""
-        return True
-
-    def files(self, ctx: Context) -> list[Path]:
-        """Write the part's files, of every run; return their paths (default: none)."""
-        return []
 
     @abstractmethod
     def markdown(self, ctx: Context, run: Any, slug: str, sev: Any) -> str:
